@@ -30,6 +30,7 @@ from typing import Any
 
 from peergrid_dso.readings_tally import REFUSED_NAMED, ReadingsCount
 from peergrid_ledger.codec import Value
+from peergrid_ledger.counter_roll import ROLLS
 from peergrid_ledger.meter_signing import FIELD
 from peergrid_ledger.metering import COUNTER, METER, Undecoded, read_leaf
 
@@ -96,7 +97,7 @@ def _meter_reading(fields: dict[str, Any]) -> dict[str, Any]:
     nature; its time, device and `unsigned` note where they are what a meter reports (anything else is read
     as missing: each is only type-checked, never shown); its `milli` map with only the two counters
     (`metering.COUNTER`: a counter that is no integer a marker that is refused alike); its `signed` field
-    (`_signed_field`). The same samples, refusals and tallies, in the same words (tests/dso/
+    (`_signed_field`); its `rolls` field (`counter_roll.leaf_rolls`: one that is no bool as None, refused alike). The same samples, refusals and tallies, in the same words (tests/dso/
     test_sealed_intake.py holds the two forms to that), in a few hundred bytes whatever else the leaf held."""
     kept: dict[str, Any] = {"nature": fields["nature"]}
     for name, kind in (("at_ms", int), ("device", str), ("unsigned", str)):
@@ -111,6 +112,10 @@ def _meter_reading(fields: dict[str, Any]) -> dict[str, Any]:
         }
     if FIELD in fields:
         kept[FIELD] = _signed_field(fields[FIELD])
+    if ROLLS in fields:
+        # whether its counter may roll (L2): dropped, the DSO would read an MQTT meter's reset as a roll-over; one
+        # that is no bool as None, which metering refuses in the same fixed words
+        kept[ROLLS] = fields[ROLLS] if isinstance(fields[ROLLS], bool) else None
     return kept
 
 

@@ -25,8 +25,9 @@ maps one to the other.
 A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh` (TotWhExp, export) and
 `import_wh` (TotWhImp), acc32 registers that roll over, undone as `counter_roll.rolled_over` says, bounded by the
 party's connection capacity posted on the chain, as its MGMC bounds it (`counter_roll.posted_w`: `dispute_shares.
-Meters` reads it; R38-2) (a meter-signed reading's counters, 64204's uint64, never roll: any step back refused). The counter at the interval's start
-and end is read at a reading made exactly then or linearly interpolated between the two readings around it,
+Meters` reads it; R38-2) (a meter-signed reading's counters, 64204's uint64, never roll: any step back refused;
+nor do an MQTT meter's, whose leaves say `rolls: false`, L2: a step back is a reset, `counter_roll.leaf_rolls`).
+The counter at the interval's start and end is read at a reading made exactly then or linearly interpolated between the two readings around it,
 which must be at most `max_gap_ms` apart (a longer outage is no measurement): `peergrid_ledger.metering`, the same reading of the same leaves the edge states
 from (the edge states its pro-rata share: it cannot see its counterparties' meters, so where one fell short
 its statement may differ and the trade comes here).

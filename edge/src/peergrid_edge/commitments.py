@@ -4,7 +4,10 @@ Promises: `reading_leaf` encodes one good reading as the ledger's canonical byte
 milli-units, time in ms), so the same reading always gives the same leaf on any machine; a PCC meter that signs
 its readings (`meter_signed`) has its signed reading carried whole in the leaf's `signed` field (or, where its
 block did not hold one, `unsigned`: why), beside the fields every leaf has, so old leaves decode as before and
-a leaf without a signed reading is byte for byte what it was; `interval_of` buckets
+a leaf without a signed reading is byte for byte what it was; a leaf of a device whose counters never roll
+over (`counters_roll`: an MQTT driver's) says so, `rolls: false` (`counter_roll.ROLLS`, L2), so that metering
+reads its counter going back as a reset, never a roll-over; a Modbus device's (acc32 counters, which roll)
+carries no such field and is byte for byte what it was; `interval_of` buckets
 wall-clock time into commitment intervals; `commitment_body` is the body of the ledger's `der_commitment`
 transaction (`interval`, `root`, `readings`); `prove`/`check` give and check an RFC 6962 inclusion proof that
 a third party verifies with only the committed root. No I/O, no clock.
@@ -20,9 +23,25 @@ from typing import Any
 from peergrid_edge.meter_signed import Unsigned
 from peergrid_ledger import merkle
 from peergrid_ledger.codec import decode, encode
+from peergrid_ledger.counter_roll import ROLLS
 from peergrid_ledger.meter_signing import FIELD, SignedReading, signed_field
 
 DER_COMMITMENT = "der_commitment"
+# each driver protocol (`config.DeviceSettings.protocol`) and whether its energy counters can roll over: SunSpec's
+# over Modbus are acc32 (natures.yaml: 101-103 WH, 201-204 TotWhExp / TotWhImp) and roll at 2^32 counts; MQTT
+# telemetry's are JSON numbers, which never roll
+COUNTERS_ROLL = {"modbus-tcp": True, "modbus-rtu": True, "mqtt": False}
+
+
+def counters_roll(protocol: str) -> bool:
+    """Whether the energy counters of a device read over `protocol` can roll over (`COUNTERS_ROLL`); a protocol
+    no driver speaks is a `ValueError`, never a guess either way."""
+    try:
+        return COUNTERS_ROLL[protocol]
+    except KeyError:
+        raise ValueError(
+            f"no driver reads protocol {protocol!r}: whether its counters roll, unknown"
+        ) from None
 
 
 def interval_of(wall_s: float, interval_s: float) -> int:
@@ -35,8 +54,11 @@ def reading_leaf(
     at_s: float,
     reading: Mapping[str, float | None],
     signed: SignedReading | Unsigned | None = None,
+    *,
+    rolls: bool = True,
 ) -> bytes:
-    """One reading's leaf; `signed`: the meter's signed reading polled with it (`meter_signed.meter_signed`)."""
+    """One reading's leaf; `signed`: the meter's signed reading polled with it (`meter_signed.meter_signed`);
+    `rolls`: whether the device's counters can roll over (`counters_roll`; False adds `rolls: false`)."""
     milli = {
         quantity: round(value * 1000)
         for quantity, value in sorted(reading.items())
@@ -47,6 +69,8 @@ def reading_leaf(
         fields[FIELD] = signed_field(signed)
     elif isinstance(signed, Unsigned):
         fields["unsigned"] = signed.why[:200]
+    if not rolls:
+        fields[ROLLS] = False
     return encode(fields)
 
 
@@ -65,6 +89,8 @@ def leaf_record(leaf: bytes) -> dict[str, Any]:
         record[FIELD] = {k: v.hex() if isinstance(v, bytes) else v for k, v in fields[FIELD].items()}
     if "unsigned" in fields:
         record["unsigned"] = fields["unsigned"]
+    if ROLLS in fields:
+        record[ROLLS] = fields[ROLLS]
     return record
 
 

@@ -142,8 +142,15 @@ class EdgeDaemon:
         interval = commitments.interval_of(snapshot.at, self.settings.ledger.commit_interval_s)
         if self.store.is_sealed(interval):
             return  # a reading that arrived after its interval was sealed (clock step): not committed
+        # whether its counters can roll is the driver's (L2): an MQTT meter's reset is then never read as one
+        rolls = commitments.counters_roll(state.settings.protocol)
         leaf = commitments.reading_leaf(
-            snapshot.device, snapshot.nature, snapshot.at, snapshot.reading, meter_signed(snapshot.points)
+            snapshot.device,
+            snapshot.nature,
+            snapshot.at,
+            snapshot.reading,
+            meter_signed(snapshot.points),
+            rolls=rolls,
         )
         self.store.add_reading(interval, leaf)
 

@@ -11,13 +11,19 @@ DSO posted it on the chain (`market.capacity`, Wh per interval) in W, or None wh
 hours), and SunSpec's reader takes a difference modulo the register's width. `metering.samples` is the one
 caller (the edge states from it, the DSO settles from it: both read the same Wh, each with `posted_w` of the
 trading anonym's capacity in the trade's interval, which the chain fixes once the anonym traded there:
-`market_capacity`). Pure: no clock, no I/O (the state is read, never written). Raises `ValueError` for
-arguments no caller passes (a counter that did not go back, readings out of order, a power or an interval
-that is not positive).
+`market_capacity`). `leaf_rolls(fields)` is whether a reading leaf's counters can roll over at all (its
+`ROLLS` field, L2): the edge writes `rolls: false` on the leaves of a meter whose counters never roll (MQTT
+telemetry's JSON numbers), and nothing on a Modbus meter's (acc32), so a leaf without the field, every leaf
+sealed before it, may roll as before; a counter that went back between readings of which either never rolls is
+a reset, never a roll-over (`metering.samples_of`, the one reading the edge states from and the DSO settles
+from). Pure: no clock, no I/O (the state is read, never written). Raises `ValueError` for arguments no caller
+passes (a counter that did not go back, readings out of order, a power or an interval that is not positive)
+and for a `rolls` field that is neither true nor false.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -38,6 +44,23 @@ ROLL_SLACK_MS = 10_000
 # TotWh_SF a roll-over is undone at: SunSpec allows -10..10, but below -3 a count is finer than the leaf's mWh
 # (its range not a whole number of mWh) and the register rolls every 430 Wh or less, which no PCC meter does.
 ROLL_SCALES = range(-3, 11)
+# A reading leaf's field saying whether its counters can roll over (L2). Written only as false, by the edge, for a
+# driver whose counters never roll (`commitments.counters_roll`); absent means they may: a Modbus meter's leaf
+# stays byte for byte what it was, and a leaf sealed before the field existed keeps its reading.
+ROLLS = "rolls"
+
+
+def leaf_rolls(fields: Mapping[str, object]) -> bool:
+    """Whether the counters of a decoded reading leaf (`fields`) can roll over: False where the leaf says
+    `rolls: false` (a meter whose counters never roll), True where it says nothing (acc32, and every leaf sealed
+    before the field) or true. Why a flag and not the register's width: the leaf's counters are mWh of a
+    TotWh_SF it does not carry, so a width alone could not undo a roll exactly (`rolled_over` infers the
+    range), and an MQTT meter's counter has no width; what a reader needs is only whether a step back can be a
+    roll-over at all."""
+    rolls = fields.get(ROLLS, True)
+    if not isinstance(rolls, bool):
+        raise ValueError(f"a reading's {ROLLS} field is neither true nor false")
+    return rolls
 
 
 def connection_w(capacity_wh: int, interval_ms: int) -> int:

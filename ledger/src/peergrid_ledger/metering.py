@@ -29,14 +29,16 @@ and which give the same values and refusals (tests/ledger/test_metering_decoded.
 decoded each leaf once already, decodes none again (D5). Exact rational arithmetic throughout, deterministic,
 pure: no clock, no I/O.
 Raises `Unmetered` (never a guess) when a leaf does not decode, is not a reading leaf, or a meter reading's
-time, device or counter is not a non-negative integer; when two meters report (which one is the PCC is then
-not known); when a counter runs backwards (a reset or a replaced meter) by more than a roll-over explains
-(`counter_roll.rolled_over`); and when no readings bracket a boundary within
-`max_gap_ms` (a longer outage is no measurement, and a window not yet read to its end is not a number yet).
+time, device or counter is not a non-negative integer (or its `rolls` neither true nor false); when two meters
+report (which one is the PCC is then not known); when a counter runs backwards (a reset or a replaced meter) by
+more than a roll-over explains (`counter_roll.rolled_over`), or at all where its meter never rolls
+(`counter_roll.leaf_rolls`); and when no readings bracket a boundary within `max_gap_ms` (a longer outage is no
+measurement, and a window not yet read to its end is not a number yet).
 Raises `ValueError` for arguments no caller should pass: a gap or commitment length that is not positive, a
 window that ends before it starts, a trade larger than its side's total.
 The leaves are edge `commitments.reading_leaf`'s canonical encoding: `{at_ms, device, milli: {quantity: int},
-nature}`; the PCC meter has nature `meter` (edge natures.yaml), one per MG.
+nature}` (and `rolls: false` where the meter's counters never roll); the PCC meter has nature `meter` (edge
+natures.yaml), one per MG.
 
 Roll-over (R37-3). The leaves' counters are model 203's TotWhExp / TotWhImp, acc32 registers that roll over
 (`counter_roll`). `samples` reads a reading below the one before it as one roll-over where
@@ -47,10 +49,12 @@ is bounded by the MG's own connection (R38-2): `most_w`, the power of the capaci
 trading anonym in the trade's interval (`counter_roll.posted_w`), which the edge (`pcc_readings.MgMetering`)
 and the DSO (dso-server `dispute_shares.Meters`) read alike from their replicas; None where none is posted
 (10 MW, `counter_roll.MOST_PCC_W`). A meter-signed reading's counters (model 64204, uint64 whole Wh) never
-roll: the DSO reads them with `rolls=False`, any step back refused. Which other leaves never roll is not
-told: a reading leaf carries no source or SunSpec model (`{at_ms, device, milli, nature}`, and a signed
-reading where the meter signs), so an MQTT meter's counter (JSON telemetry, which never rolls) is read like a
-Modbus meter's acc32 one; telling them apart needs a field in the leaf (a format change, not made).
+roll: the DSO reads them with `rolls=False`, any step back refused. A leaf whose meter's counters never roll
+says so (`rolls: false`, `counter_roll.leaf_rolls`, L2: the edge writes it for an MQTT meter, whose JSON
+telemetry counter never rolls): a step back to or from such a reading is a reset, never a roll-over, however
+small, so the window is `Unmetered` (nothing counted, where a roll-over read up to the bound: 3.06 kWh a
+second at 1 MW). A leaf without the field (a Modbus meter's, and every leaf sealed before it) may roll, as
+before.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ from itertools import pairwise
 from typing import Any, TypeGuard
 
 from peergrid_ledger.codec import DecodeError, Value, decode, encode
-from peergrid_ledger.counter_roll import rolled_over
+from peergrid_ledger.counter_roll import leaf_rolls, rolled_over
 from peergrid_ledger.takeup import lone_since, reveals_due, takes_up, waits_for_dso, withheld_due
 
 METER = "meter"
@@ -103,9 +107,14 @@ def sample_of(fields: Value, counter: str) -> tuple[str, int, int] | None:
     value, at, device = fields["milli"].get(counter), fields.get("at_ms"), fields.get("device")
     if fields.get("nature") != METER or value is None:
         return None
-    if _count(value) and _count(at) and isinstance(device, str):
-        return device, at, value
-    raise Unmetered(f"a meter reading's time, device or {counter} counter is not what a meter reports")
+    if not (_count(value) and _count(at) and isinstance(device, str)):
+        raise Unmetered(f"a meter reading's time, device or {counter} counter is not what a meter reports")
+    try:
+        # read where the counter steps back (`samples_of`); a bad one refused here, as the other fields are
+        leaf_rolls(fields)
+    except ValueError as exc:
+        raise Unmetered(str(exc)) from None
+    return device, at, value
 
 
 def meter_sample(leaf: bytes, counter: str) -> tuple[str, int, int] | None:
@@ -132,23 +141,28 @@ def samples_of(
     readings: Iterable[Value], counter: str, *, rolls: bool = True, most_w: int | None = None
 ) -> list[tuple[int, int]]:
     """`samples` of decoded readings (`read_leaf`): the same list, or the same `Unmetered`."""
-    found: list[tuple[int, int]] = []
+    found: list[tuple[int, int, bool]] = []  # (at_ms, counter, whether the leaf's counters can roll)
     devices: set[str] = set()
     for fields in readings:
         sample = sample_of(fields, counter)
         if sample is not None:
+            assert isinstance(fields, dict)  # `sample_of` gives a sample of nothing else
             devices.add(sample[0])
-            found.append((sample[1], sample[2]))
+            found.append((sample[1], sample[2], leaf_rolls(fields)))
     if len(devices) > 1:
         raise Unmetered(f"more than one meter ({', '.join(sorted(devices))}): which is the PCC is not known")
     found.sort()
-    unwrapped, rolled = found[:1], 0  # rolled: the mWh of the register's range added at each roll-over so far
-    for (at0, c0), (at1, c1) in pairwise(found):
+    unwrapped = [(at, c) for at, c, _ in found[:1]]
+    rolled = 0  # the mWh of the register's range added at each roll-over so far
+    for (at0, c0, rolls0), (at1, c1, rolls1) in pairwise(found):
         if c1 < c0:
-            counted = rolled_over(c0, c1, at1 - at0, most_w) if rolls else None
+            # a step back is a roll-over only where both readings' meter can roll (L2): an MQTT meter's reset
+            # is a reset even where an acc32 roll-over would explain it
+            counted = rolled_over(c0, c1, at1 - at0, most_w) if rolls and rolls0 and rolls1 else None
             if counted is None:
+                never = "" if rolls0 and rolls1 else ", a counter that never rolls over"
                 raise Unmetered(
-                    f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
+                    f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced{never})"
                 )
             rolled += c0 + counted - c1
         unwrapped.append((at1, c1 + rolled))
