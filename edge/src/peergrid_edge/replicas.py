@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peergrid_edge.files import write_whole
 from peergrid_edge.link import MqttLink, NonceTaken, Refused
 from peergrid_ledger import codec, keys, query
 from peergrid_ledger.block import decode_block
@@ -376,9 +376,8 @@ class EdgeLedger:
             "node": self.keypair.public.hex(),
             "chains": {r.chain: r.status() for r in self.replicas.values()},
         }
-        tmp = self.status_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, self.status_file)
+        # not synced: rewritten every second on the loop, and a lost one costs nothing (the next says it again)
+        write_whole(self.status_file, json.dumps(doc), sync=False)
 
 
 def _content(tx: Any) -> tuple[str, bytes]:
