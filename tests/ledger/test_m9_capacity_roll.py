@@ -2,8 +2,9 @@
 connection carries between the two readings: the capacity the DSO posted for it on the chain (`market.capacity`,
 Wh per interval) as a power (`counter_roll.posted_w`, `connection_w`), times the readings' gap plus 10 s; where
 none is posted, 10 MW as before. So a meter reset from within 30.6 kWh of the top of its register (1-s polls),
-which at 10 MW reads as that much energy delivered, is refused for a 1 MW MG (its window 3.06 kWh). The leaf
-does not say whether its counter can roll at all (an MQTT meter's never does): shown here, left as it is."""
+which at 10 MW reads as that much energy delivered, is refused for a 1 MW MG (its window 3.06 kWh). Whether a
+counter can roll at all is the caller's `rolls` argument to `reading_leaf` since L2 (the daemon passes its
+driver's: tests/edge/test_l2_leaf_rolls.py, tests/ledger/test_l2_never_rolls.py)."""
 
 from __future__ import annotations
 
@@ -109,12 +110,11 @@ def test_the_capacity_standing_in_the_interval_is_the_bound_and_none_posted_keep
     assert connection_w(1_667, 6_000) == 1_000_200  # the lab's 6-s intervals: 1 MW rounded up to the Wh
 
 
-def test_the_leaf_does_not_say_whether_its_counter_can_roll() -> None:
-    """An MQTT meter's counter (JSON telemetry) never rolls, a Modbus meter's (model 203 acc32) does; but the
-    edge seals the same leaf for both (`reading_leaf` sees the nature's quantities, not the driver's points,
-    and `meter_signed` finds no signed block in either), so metering cannot refuse an MQTT meter's step back
-    that a roll-over explains. Left as it is (R38-2 asks only where the leaf tells): a step back beyond the
-    MG's connection is refused for both, one within it read as a roll-over for both."""
+def test_the_leaf_does_not_tell_the_counter_from_the_points() -> None:
+    """An MQTT meter's counter (JSON telemetry) never rolls, a Modbus meter's (model 203 acc32) does;
+    `reading_leaf` sees the nature's quantities, not the driver's points, and `meter_signed` finds no signed
+    block in either, so the two leaves are the same unless the caller says the counter never rolls
+    (`rolls=False`, L2: the daemon does for an MQTT driver, `commitments.counters_roll`)."""
     reading = {"power_w": 1_000.0, "energy_wh": 4_294_967.0}
     mqtt = reading_leaf("pcc", "meter", 1.0, reading, meter_signed({"mqtt": {"energy_wh": 4_294_967.0}}))
     modbus = reading_leaf("pcc", "meter", 1.0, reading, meter_signed({"203": {"TotWhExp": 4_294_967}}))
