@@ -32,8 +32,8 @@ def record(t: int, key: bytes | None, **costs: Any) -> str:
     return json.dumps(doc) + "\n"  # json writes nan as NaN, inf as Infinity, as an MGMC's json would
 
 
-def live_market(records: Path, monkeypatch: pytest.MonkeyPatch) -> LiveMarket:
-    """Interval 40: one trade mg1 -> mg3 (5 kWh at 0.18, 4 delivered)."""
+def live_market(records: Path, monkeypatch: pytest.MonkeyPatch, **more: Any) -> LiveMarket:
+    """Interval 40: one trade mg1 -> mg3 (5 kWh at 0.18, 4 delivered); `more`: LiveMarket's own arguments."""
     from peergrid_ledger import query
     from peergrid_ledger.contracts import market_state
 
@@ -53,7 +53,7 @@ def live_market(records: Path, monkeypatch: pytest.MonkeyPatch) -> LiveMarket:
     )
     genesis = SimpleNamespace(params=SimpleNamespace(max_rounds=0))
     replica = SimpleNamespace(store=store, app=SimpleNamespace(state=None, genesis=genesis))
-    return LiveMarket(replica, lambda fn: fn(), ENROLLED, 0.25, records)
+    return LiveMarket(replica, lambda fn: fn(), ENROLLED, 0.25, records, **more)
 
 
 def write_records(folder: Path) -> None:

@@ -21,7 +21,12 @@ records went on past the interval without one, or when no record names the key (
 every MGMC's records went on past the interval, or when its record of the interval is unreadable (a cost that is
 not a finite number, or one of the three missing: `unreadable`, MG -> which field and why; Python's json takes
 NaN and Infinity, which the route answered as null: a cost shown as '—', a saving and welfare computed without
-it); an enrolled MG no record names yet is waited for. With none waiting and some missing, the welfare is that of the MGs with records (their costs with
+it); an enrolled MG no record names yet is waited for, until the interval is over by more than the chain's
+settlement window (with `overdue`, `records_overdue`: the MGMC chain's head, block time, past the interval's end
+on the chain's interval clock plus genesis `settle_wait_ms`, the time a party has to state its delivery), when
+it is missing too: it 'wrote no record for interval N' (closing23: an MGMC that never wrote one was waited for
+for good, and no welfare was ever given; a record that comes later still counts). A chain without an interval
+clock gives no such time: there it is waited for, named. With none waiting and some missing, the welfare is that of the MGs with records (their costs with
 their P2P payments, `cost_p2p`), not the physical sum, which is fair only over every party (R38 on f7e23ea: an
 unenrolled trader's interval showed 'waiting for 3fa2b1c0' for good). Trading keys are shown by the MG names the DSO
 enrolled them under, else by the MG whose records name them, else by their first 8 hex digits. Reads only:
@@ -64,9 +69,11 @@ class LiveMarket:
         anonyms: dict[str, str],  # anonym hex -> MG name
         interval_hours: float,
         mgmc_records: Path | None = None,
+        overdue: Callable[[int], bool] | None = None,  # on the node's loop: interval t's records are overdue
     ) -> None:
         self.replica, self.call, self.anonyms = replica, call, anonyms
-        self.interval_hours, self.mgmc_records = interval_hours, mgmc_records
+        self.interval_hours, self.mgmc_records, self.overdue = interval_hours, mgmc_records, overdue
+        self._overdue: set[int] = set()  # intervals found overdue (they stay so: the clock is fixed by then)
         self._lock = threading.Lock()
         self._scanned = 0
         # interval -> seller's key (hex) -> round -> (price per kWh, kWh)
@@ -218,7 +225,17 @@ class LiveMarket:
                 missing[name] = "no MGMC's record names this trading key, which is not an enrolled anonym"
             else:
                 waiting.append(name)
+        if waiting and self._is_overdue(t):
+            why = f"it wrote no record for interval {t} within the chain's settlement window after its end"
+            missing |= {name: why for name in waiting}
+            waiting = []
         return sorted(waiting), dict(sorted(missing.items()))
+
+    def _is_overdue(self, t: int) -> bool:
+        check = self.overdue
+        if check is not None and t not in self._overdue and self.call(lambda: check(t)):
+            self._overdue.add(t)
+        return t in self._overdue
 
     def _interval(
         self, t: int, trades: list[dict[str, Any]], reopened: tuple[int, int] | None
@@ -281,6 +298,17 @@ class LiveMarket:
                 "missing": missing,  # those whose record will not, with why: the figures are the others'
             },
         }
+
+
+def records_overdue(replica: Any, t: int) -> bool:
+    """On the node's loop: whether every MGMC's record of interval t is overdue: the MGMC chain's head (block
+    time) is past t's end on the chain's interval clock by more than genesis `settle_wait_ms`. False on a
+    chain without an interval clock (genesis `settle_interval_ms` 0)."""
+    from peergrid_ledger.contracts.market_clock import interval_end
+
+    params = replica.app.genesis.params
+    end = interval_end(replica.app.state, params, t)
+    return end is not None and int(replica.store.tip().time) > end + int(params.settle_wait_ms)
 
 
 def unreadable_cost(rec: dict[str, Any]) -> str | None:

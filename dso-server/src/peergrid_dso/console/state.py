@@ -203,12 +203,15 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
         mgmc = loop.replica("mgmc")
         if mgmc is not None:
             from peergrid_dso.console.chains import StoreChain
-            from peergrid_dso.console.live_market import LiveMarket
+            from peergrid_dso.console.live_market import LiveMarket, records_overdue
 
             explorers["mgmc"] = ChainExplorer("mgmc", StoreChain(mgmc.store))
             s = loop.node_settings
             anonyms = {entry.anonym: mg for mg, entry in s.mgs.items()}
-            live_market = LiveMarket(mgmc, loop.call, anonyms, s.interval_minutes / 60, s.mgmc_records)
+            live_market = LiveMarket(
+                mgmc, loop.call, anonyms, s.interval_minutes / 60, s.mgmc_records,
+                overdue=lambda t: records_overdue(mgmc, t),
+            )  # fmt: skip
     state = ConsoleState(
         settings=settings,
         users=UserStore(settings.users_file),
