@@ -135,6 +135,9 @@ class Testbed:
         self._add_console_admin()  # runs while the broker and firmware-sim start; `start_dso` waits for it
         self.broker = MosquittoBroker(self.workdir / "broker").start()
         endpoints_file = self.workdir / "endpoints.json"
+        # a lab directory started again holds the last run's file, whose ports are gone: the wait below must see
+        # only this firmware-sim's (read before, the lab posted its clock to the old control port and failed)
+        endpoints_file.unlink(missing_ok=True)
         sim_scenario = self.scenario_path if self.loop is None else self.loop.sim_scenario(self)
         sim = self.spawn(
             "firmware-sim",

@@ -243,6 +243,21 @@ def exchange_fee(args: argparse.Namespace) -> Any:
     return ExchangeFee(args.exchange_fee or 0, args.uplift_fund_cap or 0)
 
 
+def run_before(workdir: Path) -> str:
+    """What of an earlier closed-loop run `workdir` holds ("" for none): its coordinated halt (the chains stop
+    above those heights at once) or its nodes' interval records (the follower would show them as this run's
+    intervals and call the run done). Why: a second start there halted at the old heights, printed the old
+    day's 16 intervals as done and wrote a report whose checks all passed, trading nothing (U4)."""
+    from peergrid_sim.quiesce import halt_file
+
+    records = workdir / "records"
+    if halt_file(records).exists():
+        return f"its chains halted, {halt_file(records).relative_to(workdir)}"
+    if (records / "dso.jsonl").exists():
+        return "its interval records, records/dso.jsonl"
+    return ""
+
+
 def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLoop | None:
     """The closed loop the testbed runs (`closedloop_run.ClosedLoop`; None: no market), with the lab's keys and
     geneses written once (a second start reuses them): its t0 is fixed here, before the MGMC genesis, whose
@@ -267,6 +282,8 @@ def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLo
     # the rounds its MGMCs play, named in the MGMC genesis as its round cap (a kept lab directory keeps its own:
     # one whose cap is other rounds is refused, as one with another fee is)
     rounds = bargaining_rounds(args.interval_s, args.block_period_ms)
+    if ran := run_before(workdir):
+        raise SystemExit(f"{PROGRAM}: {workdir} holds an earlier run ({ran}): use a new --workdir")
     try:
         same_rounds(workdir / "keys" / "mgmc-genesis.json", args.interval_s, args.block_period_ms)
         LabChains.create(workdir / "keys", scenario.feeder, args.scenario, by_both, fee, rounds=rounds)
