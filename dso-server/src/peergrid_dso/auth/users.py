@@ -34,6 +34,9 @@ RANK = {role: i for i, role in enumerate(ROLES)}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
+# the DSO node's own name on the DSO chain (switching_watch.WATCH_OPERATOR, node_chains.FILLER_OPERATOR): the
+# Operations view's audit trail shows the node's records under it, so no operator may act under it too
+NODE_NAME = "dso-node"
 FILE_TYPE = "peergrid-console-users-v1"
 
 
@@ -95,6 +98,8 @@ class UserStore:
     def add(self, name: str, role: str, password: str, *, replace: bool = False) -> User:
         if not NAME_RE.fullmatch(name):
             raise UserError(f"user name {name!r} must be 2-32 of a-z 0-9 _ . - starting with a letter")
+        if name == NODE_NAME:
+            raise UserError(f"user name {name!r} is the DSO node's own name on the DSO chain")
         if role not in ROLES:
             raise UserError(f"role {role!r} is not one of {', '.join(ROLES)}")
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:

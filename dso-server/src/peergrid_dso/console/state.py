@@ -12,11 +12,16 @@ updates the feeder view (injections, the loop's verdict, alarms) and is announce
 draws only finished intervals' outcomes, never an iteration's figures mid-interval (`tick`). The
 node's relay watch (`switching_watch`, `console.relay_watch`) stands in the feeder view's alarms and in the
 operations view (`relay_watch_view`: which branch reports what, and the adoption it allows) while its alarm
-stands (and on the diagram's switches: `relay_reports`), and leaves them when the watch lifts it.
+stands (and on the diagram's switches: `relay_reports`), and leaves them when the watch lifts it. The node's
+own records on the DSO chain (its reconfiguration plans, the relay watch's read-back records:
+`console.node_records`) join the Operations view's audit trail in height order, beside the operators' (U3-7):
+read on a daemon thread every second while the node runs (`follow_node_records`), never on the server's event
+loop (the feed's) or the node's.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -30,6 +35,7 @@ from peergrid_dso.auth.store import ConsoleDb, console_db_path
 from peergrid_dso.auth.users import UserStore
 from peergrid_dso.console.chains import ChainExplorer
 from peergrid_dso.console.grid import GridView, lab_injections
+from peergrid_dso.console.node_records import NodeRecords
 from peergrid_dso.console.operations import Operations
 from peergrid_dso.console.relay_watch import standing, watch_of, watch_view
 from peergrid_dso.console.settings import ConsoleSettings
@@ -56,7 +62,11 @@ class ConsoleState:
     intervals: list[dict[str, Any]] = field(default_factory=list)  # the loop's latest interval summaries
     relay_watch: Callable[[], Any] = lambda: None  # the node's `RelayWatch` (None: no closed loop)
     drawn: int | None = None  # the latest interval the loop finished whose outcome the feeder view draws
+    node_records: NodeRecords | None = None  # the node's own records on the DSO chain (closed loop only)
     _step: int = -1
+    # one read of the node's records at a time; whether the last one failed (told once, not every second)
+    _reading: threading.Lock = field(default_factory=threading.Lock)
+    _unread: bool = False
 
     def standing_alarms(self) -> tuple[str, ...]:
         """The feeder view's alarms that stand only while their cause does: the relay watch's."""
@@ -82,7 +92,46 @@ class ConsoleState:
         ids, statuses and counts, no view built; each dict copied in one step (other threads add to them)."""
         plans = [(p.id, p.status, len(p.steps), len(p.chain), p.alarm) for p in list(self.ops.plans.values())]
         enrolled = [(e.mgmc, e.status) for e in list(self.dso.enrolment.enrolments.values())]
-        return hash((tuple(plans), tuple(enrolled), len(self.ops.audit))) & 0xFFFFFFFF
+        node = 0 if self.node_records is None else self.node_records.changes  # a plan's line changed in place
+        return hash((tuple(plans), tuple(enrolled), len(self.ops.audit), node)) & 0xFFFFFFFF
+
+    def follow_node_records(
+        self, running: Callable[[], bool], every_s: float = 1.0
+    ) -> threading.Thread | None:
+        """Read the node's records on a daemon thread every `every_s` while `running()` (the node's)."""
+        if self.node_records is None:
+            return None
+
+        def follow() -> None:
+            while running():
+                self.read_node_records()
+                time.sleep(every_s)
+
+        thread = threading.Thread(target=follow, name="console-node-records", daemon=True)
+        thread.start()
+        return thread
+
+    def read_node_records(self) -> int:
+        """Put the node's records new on the DSO chain into the audit trail, by height among the operators'
+        (appended in height order: `Operations._seal`); how many lines were made or changed so far. A failed
+        read is logged and tried again at the next call."""
+        if self.node_records is None:
+            return 0
+        with self._reading:
+            try:
+                lines = self.node_records.scan()
+            except Exception:  # the view goes on without them; the chain keeps them
+                if not self._unread:
+                    log.exception("the DSO node's records on the DSO chain were not read; trying again")
+                self._unread, lines = True, []
+            else:
+                self._unread = False
+            for line in lines:  # the list only grows: `_seal` appends, and the route copies its tail
+                where = bisect.bisect_right(
+                    self.ops.audit, line["height"], key=lambda e: e.get("height") or 0
+                )
+                self.ops.audit.insert(where, line)
+            return self.node_records.changes
 
     def market_view(self) -> dict[str, Any]:
         if self.live_market is not None:
@@ -227,6 +276,8 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
     )
     grid.standing_alarms, grid.relay_reports = state.standing_alarms, state.relay_reports
     if loop is not None:
+        state.node_records = NodeRecords(dso.chain)
+        state.follow_node_records(lambda: bool(loop.running))
         state.relay_watch = lambda: watch_of(loop)  # late bound: read where the node keeps it now
         loop.listeners.append(state.on_interval)
     return state

@@ -155,7 +155,8 @@ export class OperationsView {
       el("div", { class: "card" }, el("h2", {}, "Actions recorded on the DSO chain"),
         dataTable({ id: "audit" }, ["height", "who", "action", "transactions"],
           ops.audit.map((a) => el("tr", {}, el("td", { class: "num" }, a.height), el("td", {}, a.user), el("td", {}, a.action),
-            el("td", { class: "hash" }, a.txids.map((t) => short(t)).join(" ")))))));
+            // a line that caused no transaction (the relay watch's, a refusal) points at its own record
+            el("td", { class: "hash" }, (a.txids.length ? a.txids : [a.record]).filter(Boolean).map((t) => short(t)).join(" ")))))));
   }
 
   // A one-time enrolment token for an MGMC's image (the vault's flash_enrolment_token), shown once: the DSO keeps

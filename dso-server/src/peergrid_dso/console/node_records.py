@@ -1,0 +1,89 @@
+"""The DSO node's own records on the DSO chain, as lines of the Operations view's audit trail (U3-7).
+
+Promises: `NodeRecords.scan()` reads the DSO chain's blocks it has not read yet (once each; at a server's start
+from the last `SCAN_BACK` blocks: a month's idle chain holds a million, and the view shows the last 50 lines;
+older ones are in the ledger explorer) and returns the audit entries they make, in the console's own shape (`user`, `action`, `txids`,
+`record`, `height`, `at`: the chain reference each line carries) with `user` the node (`NODE`): the closed
+loop's reconfiguration, each `switching_plan` the interval planner made (`interval-<t>`) or the start's
+adoption (`... at start`), one line (`record`, `height`: its switching_plan's) naming its plan's, steps' and
+result's txids, done or 'not done' with the switches that failed (changed in place when its result comes:
+`changes` counts lines made and changed); and each
+`operator_action` the node signed under its own name (the relay watch's read-back records, the chain
+adapter's nonce fillers). An operator's plans and actions are not the node's: the console records those
+itself (`Operations._seal`). Reads only; not thread-safe (the caller holds one lock around `scan`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from peergrid_dso.console.chains import ReadableChain
+from peergrid_dso.console.operations import outcome
+from peergrid_dso.services.switching_watch import WATCH_OPERATOR
+
+NODE = WATCH_OPERATOR  # the name the node signs its own operator_action records with ("dso-node")
+INTERVAL_PLAN = re.compile(r"interval-(\d+)")  # services.interval's plan ids
+START_ADOPTION = " at start"  # dso_node's adoption_id(..., "at start")
+SCAN_BACK = 10_000  # blocks read back from the head at the first scan: 5.6 h of an idle chain (2-s heartbeat)
+
+
+def node_plan(plan_id: str) -> bool:
+    """Whether a switching plan is the node's own: the interval planner's or the start's adoption."""
+    return INTERVAL_PLAN.fullmatch(plan_id) is not None or plan_id.endswith(START_ADOPTION)
+
+
+class NodeRecords:
+    def __init__(self, chain: ReadableChain, back: int = SCAN_BACK) -> None:
+        self.chain, self.back = chain, back
+        self.scanned: int | None = None  # the last height read (None: none yet)
+        self.changes = 0  # lines made or changed so far (for the Operations view's version)
+        self._plans: dict[
+            str, tuple[dict[str, Any], str]
+        ] = {}  # plan id -> its line and words, until its result
+
+    def scan(self) -> list[dict[str, Any]]:
+        """The new lines since the last scan (a plan's line also changes in place when its result comes)."""
+        found: list[dict[str, Any]] = []
+        head = int(self.chain.height)
+        if self.scanned is None:
+            self.scanned = max(0, head - self.back)
+        for height in range(self.scanned + 1, head + 1):
+            block = self.chain.block(height)
+            at = block.header.time / 1000
+            for tx in block.txs:
+                line = self._line(tx, height, at)
+                if line is not None:
+                    found.append(line)
+            self.scanned = height
+        self.changes += len(found)
+        return found
+
+    def _line(self, tx: Any, height: int, at: float) -> dict[str, Any] | None:
+        body = tx.body
+        if tx.kind == "operator_action" and body.get("operator") == NODE:
+            txids = [t.hex() for t in body.get("txs", [])]
+            return {"user": NODE, "action": body["action"], "txids": txids, "record": tx.txid.hex(),
+                    "height": height, "at": at}  # fmt: skip
+        plan_id = str(body.get("plan", ""))
+        if tx.kind == "switching_plan" and node_plan(plan_id):
+            moves = ", ".join(f"{'close' if a['close'] else 'open'} {a['switch']}" for a in body["actions"])
+            said = f"adopt relay positions ({plan_id})" if plan_id.endswith(START_ADOPTION) else (
+                f"reconfigure for interval {body['interval']} ({plan_id})"
+            )  # fmt: skip
+            said = f"{said}: {moves or 'no switching'}"
+            line = {"user": NODE, "action": f"{said}: no result recorded yet", "txids": [tx.txid.hex()],
+                    "record": tx.txid.hex(), "height": height, "at": at}  # fmt: skip
+            self._plans[plan_id] = (line, said)
+            return line
+        if tx.kind not in ("switching_step", "switching_result") or plan_id not in self._plans:
+            return None
+        line, said = self._plans[plan_id]
+        line["txids"] = [*line["txids"], tx.txid.hex()]
+        if tx.kind == "switching_result":
+            failed = [r["switch"] for r in body["results"] if not r["ok"]]
+            why = None if not failed else f"{', '.join(failed)} not confirmed"
+            line["action"] = outcome(said, not failed, why)  # its record and height stay the plan's
+            del self._plans[plan_id]
+            self.changes += 1
+        return None
