@@ -12,25 +12,25 @@ session's name in `forward` (None for an interval bargained intraday), where bef
 bargaining that never came all day (U3); and - when the lab gives the MGMCs' interval records
 (`mgmc_records`) - each MG's cost under P2P and under the conventional market; in
 the pilot those stay private to the MGMCs and the view says so. A record belongs to the trading key it names
-(`anonym`; a record without one, to the MG its file is named after: mgmc-<mg>.jsonl). The interval's welfare
-is given once every key in its trades has its record: while one may still come it is `welfare.waiting` (named)
-and no figure is given - a seller writes its record before its buyers do, and a welfare of the sellers alone
-read as P2P costing more than the conventional market (U2's lab: p2p 0.000 against 4.785). A key's record will
-not come (`welfare.missing`: name -> why) when its MGMC's record of the interval says it failed, when its
-records went on past the interval without one, or when no record names the key (not an enrolled anonym) and
-every MGMC's records went on past the interval, or when its record of the interval is unreadable (a cost that is
-not a finite number, or one of the three missing: `unreadable`, MG -> which field and why; Python's json takes
-NaN and Infinity, which the route answered as null: a cost shown as '—', a saving and welfare computed without
-it); an enrolled MG no record names yet is waited for, until the interval is over by more than the chain's
-settlement window (with `overdue`, `records_overdue`: the MGMC chain's head, block time, past the interval's end
-on the chain's interval clock plus genesis `settle_wait_ms`, the time a party has to state its delivery), when
-it is missing too: it 'wrote no record for interval N' (closing23: an MGMC that never wrote one was waited for
-for good, and no welfare was ever given; a record that comes later still counts). A chain without an interval
-clock gives no such time: there it is waited for, named. With none waiting and some missing, the welfare is that of the MGs with records (their costs with
-their P2P payments, `cost_p2p`), not the physical sum, which is fair only over every party (R38 on f7e23ea: an
-unenrolled trader's interval showed 'waiting for 3fa2b1c0' for good). Trading keys are shown by the MG names the DSO
-enrolled them under, else by the MG whose records name them, else by their first 8 hex digits. Reads only:
-blocks from the store (any thread), state through `call` (the node's loop). Blocks are scanned once,
+(`anonym`; a record without one, to the MG its file is named after: mgmc-<mg>.jsonl). The interval's welfare is
+given once every key in its trades has its record: while one may still come it is `welfare.waiting` (named) and no
+figure is given - a seller writes its record before its buyers do, and a welfare of the sellers alone read as P2P
+costing more than the conventional market (U2's lab: p2p 0.000 against 4.785). A key's record will not come
+(`welfare.missing`: name -> why) when its MGMC's record of the interval says it failed, when its records went on
+past the interval without one, or when no record names the key (not an enrolled anonym) and every MGMC's records
+went on past the interval, or when its record of the interval is unreadable (a cost that is not a finite number,
+or one of the three missing: `unreadable`, MG -> which field and why; Python's json takes NaN and Infinity, which
+the route answered as null: a cost shown as '—', a saving and welfare computed without it); an enrolled MG no
+record names yet is waited for, until the interval is over by more than the chain's settlement window (with
+`overdue`, `records_overdue`: the MGMC chain's head, block time, past the interval's end on the chain's interval
+clock plus genesis `settle_wait_ms`, the time a party has to state its delivery), when it is missing too: it
+'wrote no record for interval N' (closing23: an MGMC that never wrote one was waited for for good, and no welfare
+was ever given; a record that comes later still counts). A chain without an interval clock gives no such time:
+there it is waited for, named. With none waiting and some missing, the welfare is that of the MGs with records
+(their costs with their P2P payments, `cost_p2p`), not the physical sum, which is fair only over every party (R38
+on f7e23ea: an unenrolled trader's interval showed 'waiting for 3fa2b1c0' for good). Trading keys are shown by the
+MG names the DSO enrolled them under, else by the MG whose records name them, else by their first 8 hex digits.
+Reads only: blocks from the store (any thread), state through `call` (the node's loop). Blocks are scanned once,
 incrementally; the records are read at each new head.
 """
 
