@@ -30,11 +30,15 @@ def test_a_link_planted_as_the_temporary_is_not_written_through(tmp_path: Path, 
     assert victim.stat().st_ino not in as_root
     users = json.loads((data / "console-users.json").read_text())["users"]
     assert list(users) == ["admin"]
-    assert as_root == [
-        (data / "console-users.json").stat().st_ino
-    ]  # the file it made, given to the folder's owner
+    # the files it made (the user file and, since Q9, its lock), given to the folder's owner
+    made = {(data / name).stat().st_ino for name in ("console-users.json", "console-users.json.lock")}
+    assert set(as_root) == made
     assert oct((data / "console-users.json").stat().st_mode & 0o777) == "0o600"
-    assert sorted(p.name for p in data.iterdir()) == ["console-users.json", "console-users.json.tmp"]
+    assert sorted(p.name for p in data.iterdir()) == [
+        "console-users.json",
+        "console-users.json.lock",
+        "console-users.json.tmp",
+    ]
 
 
 def test_the_user_file_replaced_by_the_cli_is_read_by_the_server(tmp_path: Path) -> None:

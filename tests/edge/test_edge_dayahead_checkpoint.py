@@ -45,7 +45,8 @@ def test_what_it_saves_it_loads(tmp_path_factory: pytest.TempPathFactory, checkp
     save(path, checkpoint)
     assert load(path, checkpoint.session) == checkpoint
     assert load(path, checkpoint.session + "-other") is None  # another session's: not this one's
-    assert not path.with_name(path.name + ".tmp").exists()
+    # no temporary left (write_whole's are new names)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def sample() -> Checkpoint:
@@ -87,5 +88,6 @@ def test_a_half_written_replacement_leaves_the_old_checkpoint_whole(tmp_path: Pa
     # save writes a temporary file and renames it: a crash before the rename leaves the old file as it was
     path = tmp_path / "dayahead.json"
     save(path, sample())
-    path.with_name(path.name + ".tmp").write_text('{"session": "s", "iter')  # the crash
+    crash = path.with_name(f".{path.name}.x1y2z3.tmp")  # the crash, under write_whole's name
+    crash.write_text('{"session": "s", "iter')
     assert load(path, "s") == sample()
