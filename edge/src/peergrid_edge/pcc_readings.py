@@ -48,7 +48,7 @@ from peergrid_ledger.metering import (
     samples,
     trade_share,
 )
-from peergrid_ledger.takeup import Kind, waits_for_dso
+from peergrid_ledger.takeup import Kind, waits_for_dso, with_dso
 
 log = logging.getLogger("peergrid.edge.trader")
 
@@ -143,15 +143,31 @@ def readings_needed(
     the parties', and `me`'s where `me`'s own purchase from the trade's seller, or sale to its buyer, is
     disputed too (`metering.metered_as_dispute`: any vouch is - an agreement's, V4 9074113, or a withheld
     party's hold, review16 M1, D3); without seller_vouched an agreed one settles on the parties' word and its
-    counterparty's meter is not read."""
+    counterparty's meter is not read.
+    A trade on one party's word counts only once the DSO meters it (`takeup.takes_up`: from `LONE_FROM` of
+    the contract's wait) where the chain's time is known. Why (E4, U4's F7): on a sealed chain every trade
+    stands on one commitment between its parties' two commitments, for a block or two; an edge that started
+    posting then met a DSO that had dropped the trade again (both committed: the parties' until the reveal
+    deadline) and logged "refused (409): no pending dispute" for each such trade; 44 of 44 of the lab's lone
+    words were that transient, every one settled without the DSO."""
     trades = list(trades)
     return [
         tid
         for tid, d in trades
         if _posts_for(waits_for_dso(d, now_ms), d, me)
+        and not _lone_before_metered(d, now_ms)
         and me in meters_read(trades, tid)
         and (priced is None or _buyer_read(tid, d, me, trades, priced, now_ms))
     ]
+
+
+def _lone_before_metered(trade: dict[str, Any], now_ms: int | None) -> bool:
+    """A trade on one party's word that the DSO does not meter yet at the chain's time `now_ms` (the other
+    party may still join it); False at an unknown time (it posts at once, as before)."""
+    if now_ms is None:
+        return False
+    found = with_dso(trade, now_ms)
+    return found is not None and found.kind == "lone" and now_ms < found.meters_from_ms
 
 
 def _buyer_read(tid: bytes, trade: dict[str, Any], me: bytes, trades: list[Any], priced: Priced,
