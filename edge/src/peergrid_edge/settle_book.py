@@ -8,7 +8,9 @@ is never stated twice before its deadline); `permanent` tells a refusal no later
 back-off (`first_wait_s`, doubling up to `max_wait_s`), its wait for a counterparty's deadline, and what is
 given up at the day's end (`give_up`, keeping a statement whose counterparty may still state); `own_short` and
 `statement_body` are a side's statement on a priced trade (`short` = agreed - min(delivered, agreed)), frozen
-once made; `unsettled_trades` reads what a previous run left unsettled off the chain state it is given.
+once made; `unsettled_trades` reads what a previous run left unsettled off the chain state it is given;
+`settled_figures` is what the chain settled for one side of a trade (`query.settlement`'s `settlement`), with
+this side's money signed (+ in, - out), the figures an owner reads rather than its own statement.
 """
 
 from __future__ import annotations
@@ -91,6 +93,10 @@ class PendingSettle:
     quantity: int = 0  # the agreed Wh
     priced: bool = False  # the DSO priced both parties (market.tariff): the statement carries `short`
     short: int | None = None  # Wh: this side's own shortfall, frozen with `delivered` (None: not stated)
+    refused: int = (
+        0  # attempts the chain refused (a commitment, then its reveal, are two attempts, none refused)
+    )
+    watch: bool = False  # a sale on the buyer's word: only read until the buyer's settle lands, never sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +168,8 @@ class Settlements:
             if now is not None and p.deadline is not None and p.deadline > now:
                 kept[t] = p
             else:
-                ended.append(Ended(p, False, f"{why}; last refusal: {p.reason}"))
+                last = "the buyer did not settle it" if p.watch else f"last refusal: {p.reason}"
+                ended.append(Ended(p, False, f"{why}; {last}"))
         self.pending = kept
         return ended
 
@@ -201,3 +208,36 @@ def unsettled_purchases(
 ) -> list[tuple[int, bytes, dict[str, Any]]]:
     """The trades `buyer` bought in `intervals`' latest closings that are not settled."""
     return unsettled_trades(state, buyer, intervals)
+
+
+def settled_figures(settlement: dict[str, Any] | None, party: str) -> dict[str, Any] | None:
+    """What the chain settled for `party`'s side of a trade from its `settlement` (`query.settlement(...)
+    ["settlement"]`; None: not settled): {delivered (Wh, the settled figure, not a statement), basis
+    ("dso", "lapsed", ...; absent on the buyer's-word chain), amount (micro-units of the energy payment),
+    compensation (micro-units, + paid to this side, - paid by it), money (+ in, - out, in currency units:
+    the energy payment and the compensation together, what `p2p_money` is for the agreed trade), txid (hex:
+    the transaction that settled it), owed (micro-units the payer could not pay then, where it is the
+    chain's `owed`)}. Pure. Raises ValueError for a party
+    that is neither "seller" nor "buyer"."""
+    if party not in ("seller", "buyer"):
+        raise ValueError(f"party {party!r} is neither seller nor buyer")
+    if settlement is None:
+        return None
+    amount = int(settlement["amount"])
+    compensation = 0
+    paid = settlement.get("compensation")
+    if isinstance(paid, dict):
+        compensation = int(paid["amount"]) * (-1 if paid["payer"] == party else 1)
+    money_micro = (amount if party == "seller" else -amount) + compensation
+    out: dict[str, Any] = {
+        "delivered": int(settlement["delivered"]), "amount": amount, "compensation": compensation,
+        "money": money_micro / 1e6,
+    }  # fmt: skip
+    if isinstance(settlement.get("txid"), bytes):  # the settlement's own transaction: one per trade, ever
+        out["txid"] = settlement["txid"].hex()
+    if "basis" in settlement:
+        out["basis"] = settlement["basis"]
+    owed = settlement.get("owed")
+    if isinstance(owed, dict):
+        out["owed"] = {"payer": owed["payer"], "amount": int(owed["amount"])}
+    return out

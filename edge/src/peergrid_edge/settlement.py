@@ -19,7 +19,10 @@ reopening, not a party, too late to state, ...), or the day ends (`give_up`; a t
 after the day's end is kept for the agent to wait for, `Settlements.waiting_until`). An attempt that raises
 instead of answering (a disk error keeping a salt, a bug) is logged with its traceback and retried like a
 refusal the chain may cure (`Settler._try`); the other trades go on. A trade that leaves the list is recorded
-with how it ended. Never double-settles: each attempt first reads the trade on chain and sends nothing for one
+with how it ended and what the chain settled for this side (`settle_book.settled_figures`). Without
+`settle_by_both` a sale is watched, never sent: read every `first_wait_s` until the buyer's settle lands
+(then recorded like any other) or the day ends (recorded as not settled by the buyer). Never
+double-settles: each attempt first reads the trade on chain and sends nothing for one
 that is settled, superseded, disputed or waiting on its deadline, and the contract refuses a second settlement
 anyway. `judge` and `Settlements` are pure (no I/O, times passed in: `settle_book.py`); `Settler` is the thin
 async shell over the agent's chain access.
@@ -58,6 +61,7 @@ from peergrid_edge.settle_book import (
     Settlements,
     judge,
     own_short,
+    settled_figures,
     statement_body,
     statement_until,
 )
@@ -110,15 +114,28 @@ class Settler:
         not_before: float = 0.0,
     ) -> int:
         """Take on interval t's trades that this MG (`me`; None: every trade given is a purchase) is a party to.
-        Without `by_both`: the first attempt for each purchase now; returns how many are settled after it (one
-        the chain shows settled already counts, and is not sent again). With it: each trade is booked to be
-        stated from `not_before` (time.time(): the interval's end and a meter read after it), so none is
-        settled yet (0), unless the chain shows it settled already."""
+        Returns how many of them, bought or sold, the chain shows settled now (the interval record's
+        `settled`); each other one gets its own settlement line in the records when it ends (`_report`).
+        Without `by_both`: the first attempt for each purchase now (one the chain shows settled already counts,
+        and is not sent again); each sale is watched (`watch`: read, never sent) until the buyer's settle
+        lands, the buyer alone settling there (E4, U4's F4: a seller's record said `settled` 0 every interval
+        though the buyers settled every sale, and nothing told it when they did). With it: each trade is
+        booked to be stated from `not_before` (time.time(): the interval's end and a meter read after it), so
+        none is settled yet (0), unless the chain shows it settled already."""
         settled = 0
         for tid, tr in trades:
             party = "buyer" if me is None or tr["buyer"] == me else "seller" if tr["seller"] == me else None
-            if party is None or (party == "seller" and not self.by_both):
-                continue  # not this MG's; without settle_by_both the buyer alone settles
+            if party is None:
+                continue  # not this MG's
+            if party == "seller" and not self.by_both:  # the buyer alone settles: watched, never sent
+                if judge(self._standing(tid), None, party) == "settled":
+                    settled += 1
+                    continue
+                quantity = int(tr["quantity"])  # (no statement of this side's: `delivered` None)
+                watch = PendingSettle(t, tid, None, party=party, quantity=quantity, watch=True)
+                watch.reason = "the buyer settles a sale on this chain; not settled yet"
+                self.book.add(watch, self.now() + self.book.first_wait_s)
+                continue
             if self.by_both:
                 pending = self._pending(t, tid, tr, party)
                 if judge(self._standing(tid), None, party, True) == "settled":
@@ -126,7 +143,8 @@ class Settler:
                     continue
                 self.book.add(pending, not_before)
                 continue
-            ended = await self._try(PendingSettle(t, tid, int(tr["quantity"])))
+            quantity = int(tr["quantity"])
+            ended = await self._try(PendingSettle(t, tid, quantity, quantity=quantity))
             settled += ended is not None and ended.settled
         return settled
 
@@ -142,7 +160,10 @@ class Settler:
             if self.by_both:
                 self.book.add(self._pending(t, tid, tr, party, why), 0.0)
             else:
-                self.book.add(PendingSettle(t, tid, int(tr["quantity"]), reason=why, party=party), 0.0)
+                quantity = int(tr["quantity"])
+                self.book.add(
+                    PendingSettle(t, tid, quantity, reason=why, party=party, quantity=quantity), 0.0
+                )
 
     async def retry_due(self) -> None:
         for pending in self.book.due(self.now()):
@@ -191,6 +212,17 @@ class Settler:
 
     async def _attempt(self, pending: PendingSettle) -> Ended | None:
         standing = self._standing(pending.trade)
+        # a sale the buyer settles: read again each first wait until it lands or the day ends
+        if pending.watch:
+            step = judge(standing, None, pending.party)
+            if step == "retry":
+                return self.book.after(pending, "wait", pending.reason, self.now())
+            ended = self.book.after(
+                pending, step, "not on the chain" if step == "permanent" else step, self.now()
+            )
+            if ended is not None:
+                self._report(ended)
+            return ended
         step = judge(standing, None, pending.party, self.by_both)
         reason: str = step
         if step == "wait" and pending.delivered is None and standing is not None:  # stated before a restart
@@ -216,6 +248,7 @@ class Settler:
             step = judge(standing, submission, pending.party, self.by_both)
             reason = submission.reason
         if step == "retry":
+            pending.refused += 1
             log.warning(
                 "interval %d: settlement of trade %s refused (attempt %d): %s; retrying in %.1f s",
                 pending.interval, pending.trade.hex()[:16], pending.attempts, reason,
@@ -233,11 +266,21 @@ class Settler:
         return ended
 
     def _report(self, ended: Ended) -> None:
+        """The trade's ending, logged and recorded: what the chain settled (`settled_figures`: delivered,
+        compensation, this side's money), beside this side's own statement (`delivered`, `short`: what it
+        said, which the chain's figures may differ from: U4's F5, a statement of 1968 Wh settled by the DSO at
+        1964 with 632 micro-units of compensation). `attempts` counts the transactions sent (on a sealed
+        chain a commitment and its reveal are two), `refused` those the chain refused: the log names refusals
+        only (U4's F6: 'settled at attempt 2' on every trade of a sealed chain, none of them refused)."""
         p = ended.pending
+        standing = self._standing(p.trade)
+        try:  # the trade ended whatever this reads: a settlement of a shape it does not know is left out
+            chain = settled_figures(None if standing is None else standing.get("settlement"), p.party)
+        except (KeyError, TypeError, ValueError):
+            chain = None
         if ended.settled:
-            log.info(
-                "interval %d: trade %s settled at attempt %d", p.interval, p.trade.hex()[:16], p.attempts
-            )
+            log.info("interval %d: trade %s settled%s%s", p.interval, p.trade.hex()[:16], _told(chain, p),
+                     f" after {p.refused} refused attempt{'s' * (p.refused != 1)}" if p.refused else "")  # fmt: skip
         else:
             log.warning("interval %d: trade %s not settled: %s", p.interval, p.trade.hex()[:16], ended.reason)
         self._record(
@@ -245,8 +288,22 @@ class Settler:
                 "interval": p.interval,
                 "settlement": {
                     "trade": p.trade.hex(), "settled": ended.settled, "attempts": p.attempts,
-                    "reason": ended.reason, "party": p.party, "delivered": p.delivered,
+                    "refused": p.refused, "reason": ended.reason, "party": p.party, "delivered": p.delivered,
                     **({} if p.short is None else {"short": p.short}),
+                    **({} if chain is None else {"chain": chain}),
                 },
             }
         )  # fmt: skip
+
+
+def _told(chain: dict[str, Any] | None, p: PendingSettle) -> str:
+    """The chain's settled figures in the log's words (nothing where the chain shows none)."""
+    if chain is None:
+        return ""
+    words = [f"{chain['delivered']} of {p.quantity} Wh" if p.quantity else f"{chain['delivered']} Wh"]
+    if "basis" in chain:
+        words.append(f"on the {chain['basis']} basis")
+    if chain["compensation"]:
+        given = chain["compensation"]
+        words.append(f"compensation {abs(given)} micro {'to' if given > 0 else 'from'} this MG")
+    return f": {', '.join(words)}, {chain['money']:+.6f} to this MG"
