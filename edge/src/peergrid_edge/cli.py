@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
 
@@ -35,6 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
         "does at its start) and print its status; exit 0 authorised, 3 pending, 1 otherwise",
     )
     enrol.add_argument("--config", required=True)
+    day = sub.add_parser(
+        "day",
+        help="summarise one day of this MG's trading for its owner from the record file and the MGMC chain "
+        "replica: per interval and for the day its trades, what the chain settled for each, money in and out, "
+        "cost against the DSO-only figure; flags trades the two disagree on",
+    )
+    day.add_argument("--config", help="the daemon's config: its market.record_file and <data_dir>/mgmc.db")
+    day.add_argument(
+        "--records", type=Path, help="the record file (default: the config's market.record_file)"
+    )
+    day.add_argument(
+        "--ledger", type=Path, help="the MGMC chain replica (default: the config's <data_dir>/mgmc.db)"
+    )
+    day.add_argument("--day", help="the day's stamp as the records hold it (default: the records' last day)")
+    day.add_argument("--json", action="store_true", help="print the summary as one JSON document")
     return parser
 
 
@@ -95,8 +111,36 @@ def enrol(settings: object) -> int:
     return {"authorised": 0, "pending": 3}.get(status, 1)
 
 
+def day(args: argparse.Namespace) -> int:
+    """`peergrid-edge day`: the owner's day (`day_summary.day_report`); exit 2 with one line when the records
+    or the replica cannot be read."""
+    from peergrid_edge.day_summary import DayError, day_report
+
+    records, ledger = args.records, args.ledger
+    if args.config is not None and (records is None or ledger is None):
+        from peergrid_edge.config import EdgeSettings
+
+        try:
+            settings = load_settings(args.config, EdgeSettings)
+        except ConfigError as err:
+            exit_with_config_error(PROGRAM, err)
+        records = records or (settings.market.record_file if settings.market is not None else None)
+        ledger = ledger or settings.data_dir / "mgmc.db"
+    if records is None or ledger is None:
+        print(f"{PROGRAM} day: give --config, or --records and --ledger", file=sys.stderr)
+        return 2
+    try:
+        print(day_report(records, ledger, args.day, args.json))
+    except DayError as err:
+        print(f"{PROGRAM} day: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "day":
+        return day(args)
     from peergrid_edge.config import EdgeSettings
 
     try:
