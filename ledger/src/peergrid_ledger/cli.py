@@ -1,4 +1,5 @@
-"""`peergrid-ledger`: keys, genesis, inspection, verification, proofs, export and a demo chain.
+"""`peergrid-ledger`: keys, genesis, inspection (blocks, an account's owner rules), verification, proofs, export and
+a demo chain.
 
 Exit status: 0 success; 1 a verification (verify, verify-proof) failed; 2 bad usage, bad input file or an
 unusable store. Errors are one line on stderr, never a traceback. Private keys are never printed.
@@ -17,6 +18,7 @@ from typing import NoReturn
 
 from .cli_args import UsageError, public_key, write_json
 from .cli_genesis import add_genesis_parser
+from .cli_rules import add_rules_parser
 from .codec import DecodeError
 from .demo import NAMES, build_demo, demo_genesis, demo_key
 from .genesis import GenesisError
@@ -203,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--tx", help="transaction id (hex)")
     group.add_argument("--genesis", action="store_true")
     p.set_defaults(func=cmd_show)
+
+    add_rules_parser(sub)
 
     p = sub.add_parser(
         "verify", help="re-verify every block from genesis; exit 1 naming the first bad height"

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Any
 
 from .cli_args import UsageError, public_key, write_json
+from .contracts.market_state import RULES_SHAPE
 from .genesis import Account, Genesis, Params
+from .keyspace import PARTICIPANT_ROLES
+from .results import RuleError
+from .schema import PRICE, QUANTITY, check
 from .store import BlockStore
 
 
@@ -29,6 +34,8 @@ def cmd_genesis(args: argparse.Namespace) -> int:
         key = public_key(parts[0])
         balance = int(parts[2]) if len(parts) == 3 else 0
         accounts[key] = Account(key, tuple(parts[1].split(",")), balance=balance)
+    for key, rules in _preset_rules(args.rules, accounts).items():
+        accounts[key] = replace(accounts[key], rules=rules)
     genesis = Genesis(
         chain=args.chain,
         time=args.time,
@@ -67,6 +74,59 @@ def cmd_genesis(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+RULES_FORM = "KEY:FLOOR,CAP,MAX,CLEAN_ONLY,PREMIUM"
+_NO_RULE = {"cap_price": PRICE.high, "max_quantity": QUANTITY.high}  # what an empty CAP or MAX stands for
+_YES, _NO = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def _preset_rules(specs: list[str], accounts: dict[bytes, Account]) -> dict[bytes, dict[str, Any]]:
+    """Each `--rules KEY:FLOOR,CAP,MAX,CLEAN_ONLY,PREMIUM` as the market contract keeps an account's rules
+    (`market_state.RULES_SHAPE`: prices in micro-units per Wh, MAX in Wh; an empty CAP or MAX is no cap or no
+    maximum, an empty FLOOR or PREMIUM 0; CLEAN_ONLY true/false, yes/no or 1/0), for a key given with `--account`
+    as a participant (mgmc or anonym), once. Anything else is a `UsageError` naming the option and the field."""
+    out: dict[bytes, dict[str, Any]] = {}
+    for spec in specs:
+        where = f"--rules {spec!r}"
+        text, sep, values = spec.rpartition(":")
+        fields = values.split(",")
+        if not sep or len(fields) != 5:
+            raise UsageError(f"{where}: expected {RULES_FORM}, e.g. <key>:150,250,15000,false,20")
+        key = public_key(text)
+        account = accounts.get(key)
+        if account is None or not set(account.roles) & PARTICIPANT_ROLES:
+            raise UsageError(
+                f"{where}: the key must be given with --account as a participant ({', '.join(sorted(PARTICIPANT_ROLES))}):"
+                " only a participant trades, so only its rules bind"
+            )
+        if key in out:
+            raise UsageError(f"{where}: rules for this key were given already")
+        rules: dict[str, Any] = {}
+        for name, value in zip(
+            ("floor_price", "cap_price", "max_quantity", "clean_only", "clean_premium"), fields, strict=True
+        ):
+            value = value.strip().lower()
+            if name == "clean_only":
+                if value not in _YES + _NO:
+                    raise UsageError(f"{where}: CLEAN_ONLY {value!r}: expected true or false")
+                rules[name] = value in _YES
+                continue
+            if not value:
+                rules[name] = _NO_RULE.get(name, 0)
+                continue
+            try:
+                rules[name] = int(value)
+            except ValueError:
+                raise UsageError(
+                    f"{where}: {name} {value!r} is not a whole number ({RULES_FORM}: micro-units per Wh, Wh)"
+                ) from None
+        try:
+            check(RULES_SHAPE, rules, "rules")
+        except RuleError as exc:  # the schema's own words: which field, which bounds
+            raise UsageError(f"{where}: {exc}") from None
+        out[key] = rules
+    return out
 
 
 def _accept_wait(args: argparse.Namespace) -> dict[str, int]:
@@ -119,6 +179,16 @@ def add_genesis_parser(sub: Any) -> None:
     )
     p.add_argument("--dso", action="append", default=[], help="DSO governance key (hex) or key file")
     p.add_argument("--account", action="append", default=[], help="KEY:ROLE[,ROLE][:BALANCE]")
+    p.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar=RULES_FORM,
+        help="an --account's owner rules, preset from interval 0 (the market contract's mkt/rules; the MGMC may"
+        " change them later with market.rules): FLOOR never sell below, CAP never buy above (micro-units per Wh;"
+        " empty: no cap), MAX Wh per interval either side (empty: no maximum), CLEAN_ONLY true or false, PREMIUM"
+        " what it pays above CAP for clean energy (micro-units per Wh); e.g. KEY:150,250,15000,false,20",
+    )
     p.add_argument(
         "--contract", action="append", default=[], help="contract to enable (default: auction, market)"
     )
