@@ -143,6 +143,18 @@ class LedgerSettings(StrictSettings):
     halt_file: Path | None = None
 
 
+class OwnerRules(StrictSettings):
+    """The MG owner's contract rules (issue #7 item 3): what the chain's market contract holds it to once the
+    edge posted them (`rules_poster.py`, `market.rules` under its trading key). In the owner's words: prices in
+    currency per kWh, quantities in kWh per interval; every default means "no rule"."""
+
+    floor_price: float = Field(0.0, ge=0, allow_inf_nan=False)  # never sell below (0: no floor)
+    cap_price: float | None = Field(None, ge=0, allow_inf_nan=False)  # never buy above (None: no cap)
+    max_quantity_kwh: float | None = Field(None, ge=0, allow_inf_nan=False)  # per interval (None: no maximum)
+    clean_only: bool = False  # buy only renewable-backed offers
+    clean_premium: float = Field(0.0, ge=0, allow_inf_nan=False)  # extra per kWh it pays for clean energy
+
+
 class MarketSettings(StrictSettings):
     """The trading agent (needs `ledger.replicas` with both chains). The scenario file is this MG's model and
     forecast (firmware-sim's format); only this MG's entry and the public tariffs and rules are used."""
@@ -195,6 +207,10 @@ class MarketSettings(StrictSettings):
     # How far above its conventional day cost this owner lets its day end in the worst case (currency per day;
     # the strict guard's slack at the day's start, the simulation's `risk_allowance`). 0: the exact guarantee.
     risk_allowance: float = Field(0.0, ge=0, allow_inf_nan=False)
+    # The owner's contract rules (floor, cap, maximum quantity, clean-only, clean premium), posted on the MGMC
+    # chain as `market.rules` under the anonym and kept by the agent; where given they replace this MG's rules
+    # in the scenario (its `market.mg_rules`/`market.rules`). None: the scenario's, as before (the lab).
+    rules: OwnerRules | None = None
 
     @model_validator(mode="after")
     def _allowance_acts(self) -> MarketSettings:

@@ -17,6 +17,8 @@ link stops accepting messages before the ledger and the store close, so nothing 
 long-lived task that dies (an exception, or cancelled while the daemon runs) is logged as CRITICAL with its
 traceback and stops the daemon the same clean way, after which `run` raises `TaskDied`: the process exits
 non-zero and systemd restarts it (`task_watch`). The trading agent returning after its day's end is no death.
+Beside the agent the owner's contract rules are posted on the MGMC chain where they do not stand there
+(`rules_poster`); the agent's day starts after the first look at them.
 """
 
 from __future__ import annotations
@@ -117,10 +119,14 @@ class EdgeDaemon:
             tx_sink = tx_sink or LedgerTxSink(self.ledger)  # the cursor moves on inclusion in a final block
         self.tx_sink: TxSink = tx_sink or MqttTxSink(self.link, self.tx_topic)
         self.agent = None
+        self.rules_poster = None
         if settings.market is not None:
+            from peergrid_edge.rules_poster import RulesPoster
             from peergrid_edge.trader import MarketAgent
 
             self.agent = MarketAgent(self, settings.market)  # fmt: skip
+            # the owner's rules go on the chain (market.rules); edge.yaml's, where given, are the agent's too
+            self.rules_poster = RulesPoster.for_agent(self.agent, settings.market.rules, self._sleep)
         self.metrics_port: int | None = None
         self._progress: dict[str, int] = {}
 
@@ -365,7 +371,9 @@ class EdgeDaemon:
         if self.ledger is not None:
             loops["ledger status"] = self._ledger_status_loop()
         if self.agent is not None:
-            loops["trading agent"] = self.agent.run()
+            loops["trading agent"] = self._trade()
+        if self.rules_poster is not None:
+            loops["owner rules"] = self.rules_poster.run()
         if self.settings.enrolment is not None:  # first boot of a pilot MGMC: ends once the DSO has answered
             from peergrid_edge.enrolment import Enroller
 
@@ -393,6 +401,14 @@ class EdgeDaemon:
             self.store.close()
         if died is not None:
             raise TaskDied(died) from (None if died.cancelled() else died.exception())
+
+    async def _trade(self) -> None:
+        """The agent's day, once the owner's rules were looked at on the chain and sent where due (the day-ahead
+        stage refuses rules that are not the chain's; `rules_poster`: at most one post's wait)."""
+        assert self.agent is not None
+        if self.rules_poster is not None:
+            await self.rules_poster.start()
+        await self.agent.run()
 
     def stop(self) -> None:
         self.stopping.set()
