@@ -155,7 +155,7 @@ def watch_counterparties(agent: MarketAgent, t: int) -> asyncio.Task[None] | Non
 async def counterparty_readings(agent: MarketAgent, t: int) -> None:
     """On every final block, post this MG's readings for each newly disputed trade of interval t that reads
     them though this MG is no party, for each that stands on one statement (its own or not: review13 F4, the
-    DSO meters it like a dispute) and for each that two sealed commitments and no reveal left to the DSO at
+    DSO meters it like a dispute, from `LONE_FROM` of the wait: posted from then, E4) and for each that two sealed commitments and no reveal left to the DSO at
     the reveal deadline (its own or not: review14 K3b, `peergrid_ledger.takeup.waits_for_dso`) (D5: the DSO
     waits for an unmetered counterparty until the dispute's deadline, an hour by default, and then takes it
     least in its favour), until every trade that could read them settled or superseded, the daemon stops, or the latest
