@@ -215,3 +215,22 @@ def test_a_path_it_cannot_read_is_one_line(tmp_path: Path, capsys: pytest.Captur
     assert "no such ledger store" in capsys.readouterr().err
     assert main(["day"]) == 2
     assert "give --config, or --records and --ledger" in capsys.readouterr().err
+
+
+def test_a_storage_mgs_day_counts_what_its_batteries_hold_at_the_end() -> None:
+    """E4's settle-by-both lab, mg2 (a battery charged from peers): by the intervals alone 24.65 worse than the
+    DSO-only day; with the last record's cost_to_go (92.03 against 118.88 later) 2.19 better."""
+    lines = [
+        interval(44, [trade(BOUGHT, THIRD, ME)], cost_p2p=24.650627, cost_conventional=0.0),
+        interval(
+            45,
+            [],
+            cost_p2p=0.0,
+            cost_conventional=0.0,
+            cost_to_go={"p2p": 92.03433170713222, "conventional": 118.87581901092852},
+        ),
+    ]
+    summary = summarise(lines, chain({BOUGHT: ChainView({}, SETTLED)}), lambda t: [])
+    total = summary["day_total"]
+    assert total["saving"] < 0 and total["saving_with_to_go"] == pytest.approx(2.190861, abs=1e-6)
+    assert "(cost_to_go): +116.68495" in render(summary) and "+118.875819: 2.19086" in render(summary)
