@@ -73,6 +73,8 @@ class SellerState:
     unsold_at: float | None = None  # lowest price at which it last sold less than it offered
     sold: dict[float, float] = field(default_factory=dict)  # kWh asked at the bracket's ends
     rounds: int = 0  # responses seen so far
+    seen: dict[float, int] = field(default_factory=dict)  # the response (`rounds`) each `sold` figure is from
+    tried_again: set[float] = field(default_factory=set)  # upper ends of a bracket tried once more
 
 
 def capped(p: Participant, price: float) -> float:
@@ -327,7 +329,10 @@ def adjust(
     price tick; once the bracket is one tick wide it posts the end that pays it more. A bracket that later
     observations contradict is dropped. Steps double while the response keeps pointing the same way. After
     `cfg.settle_after` responses it only ever lowers its price (a sold-out seller is content), which ends
-    cycles among near-equal sellers.
+    cycles among near-equal sellers. A seller that settled on the lower end of a one-tick bracket, still sold
+    out there with buyers asking more than it offers, tries the upper end once more if its curve supplies
+    more there and what it was asked there is older than its last response but one (it then settles on
+    the fresh figure).
     """
     tick, tol_q, price = cfg.price_tolerance, cfg.quantity_tolerance, state.price
     # the contract lets nobody ask for more than is offered, so "sold out" is how excess demand shows
@@ -343,6 +348,7 @@ def adjust(
             state.step *= 2
         state.sold_out_at = price
         state.sold[price] = offered
+        state.seen[price] = state.rounds
         if state.unsold_at is not None and state.unsold_at <= price:
             state.unsold_at = None
     elif asked < offered - tol_q:
@@ -354,6 +360,7 @@ def adjust(
             state.step *= 2
         state.unsold_at = price
         state.sold[price] = asked
+        state.seen[price] = state.rounds
         if state.sold_out_at is not None and state.sold_out_at >= price:
             state.sold_out_at = None
     else:
@@ -367,6 +374,21 @@ def adjust(
                 return p * q - seller.curve.cost_of_export(q)
 
             state.price = lo if payoff(lo) > payoff(hi) + 1e-9 else hi
+            # what it was asked at the upper end may be from rounds ago, when its rivals were cheaper and the
+            # buyers took them first; sold out at the lower end since, buyers asking more than it offers, a
+            # seller whose curve supplies more one tick up tries that tick once more before it settles
+            # (measured: the 20-MG rule-free day, guard off, 07:30-07:45: genset and battery MGs a tick below
+            # their step, content on a response 3-6 rounds old, the buyers 13.6 kWh short in interval 30)
+            if (
+                state.price == lo
+                and sold_out
+                and asked > offered + tol_q
+                and seller.curve.supply(hi) > offered + tol_q
+                and hi not in state.tried_again
+                and state.seen.get(hi, state.rounds) < state.rounds - 1
+            ):
+                state.tried_again.add(hi)
+                state.price = hi
             return price_tick(price) == price_tick(state.price)
         target = price_tick((lo + hi) / 2)
         target = min(max(target, lo + tick), hi - tick)
