@@ -23,7 +23,9 @@ standing there is posted again in a round where `bargain`'s buyer, its band wide
 case and seeded 5-MG owner-rules markets 1-3 match (tests/edge/test_edge_owner_rules.py; 8 of seeds 4-12 in
 notes/review5.md F6); seed 9 parts at round 16 as the buyers' band widens (27 rounds against 23), and still
 stops on a repeated round with a stable outcome (that test; docs/market.md). With no price call on the chain
-the trader opens sellers at the previous interval's agreed price (`opening_price`, public).
+the trader opens sellers at the previous interval's agreed price (`opening_price`, public), within the
+interval's [feed-in, retail]; a seller asks past retail only where the interval's buyers include a clean premium
+that pays for its clean energy (`seller_ceiling`).
 The opening offer is cut to the connection capacity standing as it is built, and one refused because a capacity
 landed ahead of it is offered once more at that capacity (`standing`, `_open`; the MG sat the interval out).
 A buyer that owes (`debts.barring_debt`: the chain refuses a debtor's purchases) joins with its empty bid and
@@ -111,10 +113,12 @@ def previous_price(
 
 def opening_price(state: Any, t: int, feed_in: float, upper: float) -> float | None:
     """Where interval t's sellers open without a price call on the chain (`moves.interval_price` is not one):
-    the previous interval's agreed price (`previous_price`, public), held within the interval's bounds
-    [feed-in, retail + premium] (`open_seller` then clips it to each seller's own bounds and steps two ticks
-    from there, as `bargaining.bargain` does from the interval's price). None: no previous price; sellers open
-    mid-bounds. Every MGMC reads the same closed interval, so all open from the same price.
+    the previous interval's agreed price (`previous_price`, public), held within the interval's own band
+    [feed-in, `upper`]: the trader passes the interval's retail price, as the simulation's call is held
+    within [feed-in, retail] (`bargain` holds each seller's opening there too: `seller_ceiling`); each seller
+    then clips it to its own bounds and steps two ticks from there, as `bargaining.bargain` does from the
+    interval's price. None: no previous price; sellers open mid-bounds. Every MGMC reads the same closed
+    interval, so all open from the same price.
 
     Roles stay at the mid price (`moves.role_at_mid`): taken at this price, a seller whose cost lies between
     the cheap sellers' trade prices and the clearing price sat the interval out (measured on a 12-hour day of
@@ -124,6 +128,30 @@ def opening_price(state: Any, t: int, feed_in: float, upper: float) -> float | N
     if last is None:
         return None
     return min(max(last, price_tick(feed_in)), price_tick(upper))
+
+
+def seller_ceiling(me: Participant, retail: float, premium: float) -> float:
+    """The highest price seller `me` asks in an interval: the DSO's retail price (the highest of the MGs'),
+    at which a buyer is at best indifferent between a peer and the DSO; past it by `premium`, the largest
+    clean premium among the interval's buyers (`buyers_premium`), only when its own energy is clean, since
+    nobody else buys above retail; never below its own floor, where the chain refuses an offer (above the
+    ceiling it offers at its floor and sells nothing). U4 F3: with the ceiling at retail + the largest premium
+    of any MG, a seller's own premium included, sellers opening at the previous price in the lab's two rounds
+    stepped past retail (0.220 -> 0.222 at interval 56) with no buyer to pay it, and all six MGs traded nothing.
+    """
+    return max(retail + (premium if me.clean else 0.0), me.rules.floor_price)
+
+
+def buyers_premium(state: Any, t: int, buyers: set[bytes]) -> float:
+    """The largest clean premium (per kWh) in the public rules of interval t's `buyers`; 0.0 for none."""
+    return max((query.rules(state, b, t)["clean_premium"] / 1000 for b in sorted(buyers)), default=0.0)
+
+
+def _bounded(seller_state: SellerState, me: Participant, feed_in: float, ceiling: float, cfg: Any) -> None:
+    """`seller_state`'s bounds set to `ceiling` (`seller_ceiling`), its posted price kept: once the interval's
+    buyers are known, a clean seller may step past retail for the premium one of them pays."""
+    bounds = open_seller(me, feed_in, ceiling, cfg, seller_state.price)
+    seller_state.lower, seller_state.upper = bounds.lower, bounds.upper
 
 
 @dataclass(frozen=True)
@@ -180,13 +208,17 @@ async def bargain(
 ) -> list[dict[str, Any]]:
     """`opening`: where a seller opens, two ticks a step: the trader passes the previous interval's price
     (`opening_price`); at the interval's price (`moves.interval_price`, what `bargaining.bargain` opens at) the
-    rounds are the simulation's move for move. None: the middle of its bounds, a quarter of them a step."""
+    rounds are the simulation's move for move. None: the middle of its bounds, a quarter of them a step.
+    A seller opens within [its lower bound, retail] (`seller_ceiling` with no premium: its offer is its join,
+    before any buyer is known) and moves past retail only once the interval's buyers include one whose clean
+    premium pays for its clean energy. `premium`: the feeder's largest clean premium (the trader's curve
+    bounds); a seller's own ceiling is its buyers' (`buyers_premium`)."""
     agent.phase = "join"
     cfg = agent.cfg
     seller_state: SellerState | None = None
     me = standing(agent, me, t)  # a capacity the DSO posted since the trader read its rules (`standing`)
     if role == "seller":
-        seller_state = open_seller(me, feed_in, retail + premium, cfg, opening)
+        seller_state = open_seller(me, feed_in, seller_ceiling(me, retail, 0.0), cfg, opening)
         if wh(make_offer(me, seller_state.price, t).quantity_kwh) <= 0:
             role, seller_state = "neither", None
         else:
@@ -206,6 +238,8 @@ async def bargain(
     # from its join on the chain takes no newer capacity for t: the rounds move within the one standing now
     # (a buyer's empty bid joined whatever the capacity; its moves' totals are checked against it)
     me = standing(agent, me, t)
+    if seller_state is not None:
+        _bounded(seller_state, me, feed_in, seller_ceiling(me, retail, buyers_premium(state, t, buyers)), cfg)
     return await _rounds(agent, t, me, seller_state, sellers, buyers, 1)
 
 
@@ -280,7 +314,8 @@ async def rebargain(
     seller_state: SellerState | None = None
     standing = contract.offer(state, t, agent.anonym.public)
     if standing is not None:
-        seller_state = open_seller(me, feed_in, retail + premium, agent.cfg, standing["price"] / 1000)
+        ceiling = seller_ceiling(me, retail, buyers_premium(state, t, buyers))
+        seller_state = open_seller(me, feed_in, ceiling, agent.cfg, standing["price"] / 1000)
     return await _rounds(agent, t, me, seller_state, sellers, buyers, int(reopened["round"]) + 1)
 
 

@@ -13,9 +13,11 @@ the day around its intervals, where a restarted agent joins and what follows the
   1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
        from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
        the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
-       mid-bounds when there is none); with `market.rationality` strict or trades the curve (and, strict, the
-       dispatch of the agreed trade) is held by the owner's individual-rationality guard (`guard.py`: the day
-       ends within its conventional cost plus `risk_allowance`; the budget kept across restarts);
+       mid-bounds when there is none), held within this interval's [feed-in, retail], and asks past retail
+       only where the interval's buyers include a clean premium that pays it (`seller_ceiling`); with
+       `market.rationality` strict or trades the curve (and, strict, the dispatch of the agreed trade) is held
+       by the owner's individual-rationality guard (`guard.py`: the day ends within its conventional cost plus
+       `risk_allowance`; the budget kept across restarts);
   4.   bargains on the MGMC chain under its anonym (`chain_bargaining.py`): every offer, bid and move is a signed transaction, and
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
@@ -263,7 +265,9 @@ class MarketAgent:
             budget.note_value(fallback.value)
         me = Participant(self.name, curve, rules, clean=plan.genset_kw[0] <= 1e-6)
         role = role_at_mid(me, feed_in, retail)
-        opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail + premium)
+        # within this interval's own band [feed-in, retail]: a seller goes past retail only in the rounds, for a
+        # buyer's clean premium (`chain_bargaining.seller_ceiling`; U4 F3)
+        opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail)
         if forward is None:
             rounds = await bargain(self, t, me, role, feed_in, retail, premium, opening)
             me = standing(self, me, t)  # what `bargain` moved within: the DSO's re-bargains must too
