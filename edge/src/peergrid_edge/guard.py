@@ -281,12 +281,14 @@ def interval_curve(
     forward_held: bool,
     premium: float,
     rules: ContractRules | None = None,
+    counted: Microgrid | None = None,
 ) -> tuple[ResponseCurve, Guarded | None]:
     """The trading agent's curve for interval t from its day plan `sched` (on its own price bounds: feed-in
     to retail plus the feeder's clean premium, within its owner's quantity limit: `rules`', the owner's
     within the DSO's connection capacity, else its own), held by `guard_curve` unless forward trades are
-    held (`forward_held`: the plan's curve as it is, no alternative)."""
-    mg = agent.mg
+    held (`forward_held`: the plan's curve as it is, no alternative). `counted`: the MG the plan was made on
+    (`interval_plan.counted`: a PV that does not answer left out; None: the agent's), and so its alternative."""
+    mg = agent.mg if counted is None else counted
     lo, hi = mg.tariff.feed_in[t], mg.tariff.retail[t] + premium
     limit_kw = (mg.rules if rules is None else rules).max_quantity_kwh / agent.dt
     curve = sched.response_curve(lo, hi, limit_kw=limit_kw)

@@ -10,6 +10,10 @@ Promises:
   says plainly when they are not met.
 - `counterfactual`: the conventional counterfactual's interval (no P2P, within the DSO's limit if any).
 - `cost_to_go`: the conventional cost of the rest of the day from a state (0 at the day's end).
+- `counted`: the MG as interval t may count on it: its PV's forecast for t cut to the share of its inverters
+  that answer (`quality.untrusted_share`), so it never plans, offers or sells a quarantined or stale PV's
+  output (U4 F9: one sold its cap every interval of an outage on a forecast it could neither read nor
+  curtail); later intervals keep the forecast, planned again as each comes.
 Never reads clocks, devices or the chain; logs under the trader's name, as before the split.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from peergrid_controller.adjustment import Adjustment, meet, nearest_reachable
@@ -136,3 +141,17 @@ def cost_to_go(mg: Microgrid, dt: float, intervals: int, start: int, state: MgSt
     if start >= intervals:
         return 0.0
     return float(MgSchedule(mg, dt, start=start, state=state).solve().cost)
+
+
+def counted(mg: Microgrid, t: int, pv_share: float) -> Microgrid:
+    """`mg` with every PV array's forecast for interval t scaled by `pv_share` (0..1: the share of its PV
+    rating whose inverters answer); `mg` itself at 1. The devices split the plan by rating (`planning`), not
+    by name, so the share is cut from every array alike."""
+    if pv_share >= 1.0 or not mg.pv:
+        return mg
+    share = max(pv_share, 0.0)
+
+    def cut(kw: tuple[float, ...]) -> tuple[float, ...]:
+        return (*kw[:t], kw[t] * share, *kw[t + 1 :])
+
+    return replace(mg, pv=tuple(replace(p, available_kw=cut(p.available_kw)) for p in mg.pv))

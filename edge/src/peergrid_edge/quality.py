@@ -8,12 +8,19 @@ carries without a value (`COUNTERS`: its scale factor refused, or SunSpec's 0 "n
 metering then finds no counter for that side in the sealed reading, review25 F6) — and returns [] for a reading
 it has nothing against. A rating below zero is named too; one that is not finite, or not above zero, counts as no rating. It never changes the
 reading: the ledger commits what was read (tamper evidence), the health report and metrics carry the doubt.
+`untrusted_share(states, now, nature)` says which devices of a nature cannot be counted on now (quarantined, or
+their last good reading stale) and what share of that nature's rating the others hold: the trader plans and
+offers a PV's output only while its inverter answers (U4 F9).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from peergrid_edge.polling import DeviceState
 
 OVER_RATING = 1.5
 # The counters the DSO's metering reads from a meter's sealed reading, by the side each one meters.
@@ -50,3 +57,34 @@ def implausible(nature: str, reading: Mapping[str, float | None]) -> list[str]:
                 f"accumulated): the DSO finds no {side} counter in this reading"
             )
     return problems
+
+
+def untrusted_share(
+    states: Mapping[str, DeviceState], now_mono: float, nature: str
+) -> tuple[dict[str, str], float]:
+    """The devices of `nature` that cannot be counted on at `now_mono` (name -> "quarantined" or "stale": no
+    good reading within its `stale_after`, or none yet), and the share (0..1) of the nature's rating the
+    others hold, each weighed by its rating (its last good reading's `rating_w`, else its control's `max_w`,
+    else all alike, as `planning` splits a plan over them). 1.0 where none is out or the MG has none."""
+    devices = {name: state for name, state in states.items() if state.settings.nature == nature}
+    out = {
+        name: "quarantined" if state.health.quarantined(now_mono) else "stale"
+        for name, state in devices.items()
+        if state.health.quarantined(now_mono) or state.is_stale(now_mono)
+    }
+    if not out:
+        return out, 1.0
+
+    def rating(state: DeviceState) -> float | None:
+        reading = state.last_good.reading if state.last_good is not None else {}
+        control = state.settings.control
+        for watts in (reading.get("rating_w"), None if control is None else control.max_w):
+            if watts is not None and math.isfinite(watts) and watts > 0.0:
+                return float(watts)
+        return None
+
+    known = {name: rating(state) for name, state in devices.items()}
+    weights = {name: watts for name, watts in known.items() if watts is not None}
+    if len(weights) < len(known):  # one rating unknown: weighed all alike
+        weights = dict.fromkeys(known, 1.0)
+    return out, sum(w for name, w in weights.items() if name not in out) / sum(weights.values())

@@ -11,13 +11,15 @@ the day around its intervals, where a restarted agent joins and what follows the
        dispatched with what it can (the rest its imbalance, the record's `shortfall_kwh`; the trades are
        still settled as agreed): never failed for it (`interval_plan.py`);
   1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
-       from the plan it dispatched), derives its price-quantity curve and its role (seller, buyer, neither) at
-       the mid price; a seller opens at the previous interval's agreed price on the chain (`opening_price`;
-       mid-bounds when there is none), held within this interval's [feed-in, retail], and asks past retail
-       only where the interval's buyers include a clean premium that pays it (`seller_ceiling`); with
-       `market.rationality` strict or trades the curve (and, strict, the dispatch of the agreed trade) is held
-       by the owner's individual-rationality guard (`guard.py`: the day ends within its conventional cost plus
-       `risk_allowance`; the budget kept across restarts);
+       from the plan it dispatched; none of the interval's output of a PV whose inverter is quarantined or
+       stale, said once at WARNING each way and named in the record's `uncounted`: `_counted`), derives its
+       price-quantity curve and its role (seller, buyer, neither) at the mid price; a seller opens at the
+       previous interval's agreed price on the chain (`opening_price`; mid-bounds when there is none), held
+       within this interval's [feed-in, retail], and asks past retail only where the interval's buyers include
+       a clean premium that pays it (`seller_ceiling`); with `market.rationality` strict or trades the curve
+       (and, strict, the dispatch of the agreed trade) is held by the owner's individual-rationality guard
+       (`guard.py`: the day ends within its conventional cost plus `risk_allowance`; the budget kept across
+       restarts);
   4.   bargains on the MGMC chain under its anonym (`chain_bargaining.py`): every offer, bid and move is a signed transaction, and
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
@@ -70,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.adjustment import Adjustment
 from peergrid_controller.builder import MgState
+from peergrid_controller.model import Microgrid
 from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
 from peergrid_controller.scenario import ScenarioError, load_scenario
 from peergrid_controller.schedule import MgSchedule, Plan
@@ -82,6 +85,7 @@ from peergrid_edge import (
     guard,
     interval_plan,
     own_nonce,
+    quality,
 )
 from peergrid_edge.chain_bargaining import bargain, opening_price, position, standing
 from peergrid_edge.chain_closing import close_interval
@@ -125,6 +129,11 @@ class MarketAgent:
     # the interval its loop is on, from its idle wait to its record (None: before the first, after the day): the
     # schedule holder bridges a plan past its slots while this is its interval or the next (`agent_dispatch`)
     working_on: int | None = None
+    # its PV inverters not counted on in the interval last planned (name -> quarantined or stale: `_counted`)
+    uncounted: dict[str, str] = {}  # replaced whole (`_counted`), never changed in place
+    # the MG as the interval in hand counts on it (`_counted`), what it is planned and dispatched on; None: the
+    # scenario's (`mg`)
+    counted: Microgrid | None = None
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
@@ -243,7 +252,10 @@ class MarketAgent:
 
     async def run_interval(self, t: int) -> None:
         started = time.time()
-        mg, sc = self.mg, self.scenario
+        sc = self.scenario
+        # the MG as this interval can count on it: no output of a PV whose inverter is out (`_counted`, U4 F9)
+        mg, uncounted = self._counted(t)
+        self.counted = mg  # what `_schedule` plans and `_dispatch` dispatches on
         self.phase = "schedule"
         assert self.state is not None and self.conv_state is not None
         # the forward trades of this and later intervals are binding: the day is planned with them fixed
@@ -259,7 +271,7 @@ class MarketAgent:
         # its curve, held by the rationality guard while no forward trade is held (`guard.py`)
         # the owner's rules within the DSO's connection capacity here: the chain refuses more (`connection`)
         rules = connected_rules(mg.rules, chain, self.anonym.public, t)
-        curve, fallback = guard.interval_curve(self, t, budget, sched, fixed is not None, premium, rules)
+        curve, fallback = guard.interval_curve(self, t, budget, sched, fixed is not None, premium, rules, mg)
         # what a DSO change left below the state's conventional value, kept if the interval fails (`guard`)
         if fallback is not None:
             budget.note_value(fallback.value)
@@ -363,7 +375,7 @@ class MarketAgent:
                 "dispatch_confirmed": confirmed, PLAN_CONFIRMED: metering.confirmed[t], "settled": settled,
                 "times": {"start": started, "bargained": bargained, "dispatched": dispatched_at,
                           "dso_done": dso_done, "end": time.time()},
-                "heights": self.ledger.heights(), "cost_to_go": to_go,
+                "heights": self.ledger.heights(), "cost_to_go": to_go, "uncounted": uncounted,
                 "conv_state": asdict(self.conv_state), **guard.record(budget, chosen, cost - money),
             }
         )  # fmt: skip
@@ -373,11 +385,27 @@ class MarketAgent:
         return self.debt_noted[1] if self.debt_noted is not None and self.debt_noted[0] == t else 0
 
     def _schedule(self, t: int, fixed: list[float] | None) -> tuple[MgSchedule, Plan]:
-        """The MG's day from interval t and its state with the forward trades of t on fixed
-        (`interval_plan.plan_day`)."""
+        """The MG's day (as interval t counts on it: `counted`) from interval t and its state with the forward
+        trades of t on fixed (`interval_plan.plan_day`)."""
         prices = guard.forecast_for(self, t)
-        return interval_plan.plan_day(self.mg, self.dt, self.scenario.intervals, t, self.state, fixed, MgSchedule,
-                                      prices)  # fmt: skip
+        return interval_plan.plan_day(self.counted or self.mg, self.dt, self.scenario.intervals, t, self.state,
+                                      fixed, MgSchedule, prices)  # fmt: skip
+
+    def _counted(self, t: int) -> tuple[Microgrid, dict[str, str]]:
+        """The MG as interval t counts on it (`interval_plan.counted`): its PV forecast cut to the share of its
+        PV inverters that answer (`quality.untrusted_share`: not quarantined, readings fresh), with those left
+        out (name -> quarantined or stale, the record's `uncounted`). Each change is said once, at WARNING at
+        both ends as the poll says a quarantine (a log kept at WARNING shows when it was counted again)."""
+        states = getattr(self.d, "states", None) or {}  # a stand-in daemon without devices doubts none
+        now = self.d.clock.monotonic() if states else 0.0
+        out, share = quality.untrusted_share(states, now, "pv")
+        for name in sorted(out.keys() - self.uncounted.keys()):
+            log.warning("%s %s: not offering its output until it answers (interval %d planned without it)",
+                        name, out[name], t)  # fmt: skip
+        for name in sorted(self.uncounted.keys() - out.keys()):
+            log.warning("%s answers again: its output is counted from interval %d", name, t)
+        self.uncounted = out
+        return interval_plan.counted(self.mg, t, share), out
 
     def _start_budget(self, t: int, resumed: RecordedSpend | None) -> guard.DayBudget:
         """The guard's day budget from interval t (`guard.start_budget`), kept as `budget`."""
@@ -404,8 +432,10 @@ class MarketAgent:
 
     async def _dispatch(self, t: int, plan: Any) -> int:
         """Dispatch interval t's plan to the DERs (`agent_dispatch`): the writes confirmed; keeps the setpoints
-        written (`dispatched`) and whether the plan was held in full (`held`)."""
-        schedule, views = agent_dispatch.plan_schedule(self.d, self.mg, self.s.interval_s, t, plan)
+        written (`dispatched`) and whether the plan was held in full (`held`). The PV available is the model's
+        it was planned on (`counted`; read with getattr: an agent stand-in may dispatch with none)."""
+        planned_on = getattr(self, "counted", None) or self.mg
+        schedule, views = agent_dispatch.plan_schedule(self.d, planned_on, self.s.interval_s, t, plan)
         # followed past its slots while the agent works on t or t + 1 (`agent_dispatch.set_plan`)
         agent_dispatch.set_plan(self.d, schedule, lambda: self.working_on)
         self.dispatched = schedule.setpoints
