@@ -32,6 +32,7 @@ from peergrid_edge import agent_settlement
 from peergrid_edge.pcc_readings import DisputeReadings, MgMetering, counterparties_done, readings_needed
 from peergrid_ledger import query
 from peergrid_ledger.metering import commitment_intervals
+from peergrid_ledger.takeup import with_dso
 
 SALES = {("s", "b"): 500, ("c", "b"): 500, ("c", "d"): 200}
 # b's import 800 Wh: 300 from s (its meter shows 300 exported), 500 from c (c exported 700: 500 to b, 200 to d)
@@ -234,6 +235,8 @@ def test_a_sellers_readings_reach_the_dso_for_its_own_trade_on_one_statement() -
         m.anonyms["s"], "settle", {"trade": tid, "delivered": 100, "short": 0}, max(m.now, CLOCK.window(T)[1])
     )
     lapse = int(query.settlement(m.chain.state, tid)["deadline"])  # type: ignore[index]
+    taken = with_dso(query.trade(m.chain.state, tid), m.chain.tip.time)  # type: ignore[arg-type]
+    assert taken is not None and taken.kind == "lone"
     s_node = m.nodes["s"].public
     # each commitment interval of s's readings that brackets interval T: its watch posts them one request each
     around = commitment_intervals(CLOCK.window(T), CLOCK.commit_ms, CLOCK.max_gap_ms)
@@ -244,8 +247,12 @@ def test_a_sellers_readings_reach_the_dso_for_its_own_trade_on_one_statement() -
         async def dso_round() -> None:
             # on the node's loop, as offer_readings: the chain's time moves on once all of s's readings are in.
             # Not on the first of them: a round between two posts then passed the DSO's part of the wait with s
-            # half metered, and the DSO settled s's statement at 0 (seen under load)
-            if s_readings <= settler.sealed.keys() and m.chain.tip.time < lapse - 1:
+            # half metered, and the DSO settled s's statement at 0 (seen under load). The watch posts for a
+            # lone word once the DSO meters it (E4: LONE_FROM of the wait), so the chain's time reaches that first
+            if m.chain.tip.time < taken.meters_from_ms:
+                m.pass_time(taken.meters_from_ms)
+                settler.on_commit(SimpleNamespace(block=m.chain.block(m.chain.height).encode()))
+            elif s_readings <= settler.sealed.keys() and m.chain.tip.time < lapse - 1:
                 m.pass_time(lapse - 1)  # the DSO's part of the wait has passed, the lapse has not
                 settler.on_commit(SimpleNamespace(block=m.chain.block(m.chain.height).encode()))
             settler.look_everywhere()
