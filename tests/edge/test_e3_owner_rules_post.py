@@ -165,6 +165,28 @@ def test_a_change_is_posted_once_and_rules_already_standing_are_not_posted(
     assert sum("floor 0.180/kWh" in m and "from interval 0" in m for m in lines) == 1
 
 
+def test_the_agent_is_let_go_once_the_post_is_in_the_pool_not_final(tmp_path: Path) -> None:
+    """`first_look` (what an intraday agent's day waits for) returns once the rules are in the replica's pool,
+    though no block finalises them (the chain halted); the first pass ends when they land (halt lifted)."""
+    from peergrid_edge.own_nonce import own_pending
+
+    chain = ledger(tmp_path)
+
+    async def play() -> Any:
+        chain.halt_at({CHAIN: chain.replicas["mgmc"].app.head().height})
+        p = poster(chain, ANONYM, SCHOOL_CHAIN)
+        running = asyncio.create_task(p.run())
+        await asyncio.wait_for(p.first_look(), 10.0)
+        looked = (p.started, own_pending(chain, "mgmc", ANONYM.public), p.due())
+        chain.halt_at({})
+        await asyncio.wait_for(running, 20.0)
+        return looked, p.started, p.due()
+
+    (started, pending, due_then), started_after, due_after = run(chain, play)
+    assert not started and pending is not None and due_then == {"rules": SCHOOL_CHAIN, "from_interval": 0}
+    assert started_after and due_after is None
+
+
 @pytest.mark.parametrize(
     ("key", "reason", "signings"), [(OFFICE, "forbidden", 1), (DORMANT, "not-authorised", 3)]
 )
@@ -269,3 +291,45 @@ def test_bad_owner_rules_in_edge_yaml_are_refused_naming_the_key() -> None:
             OwnerRules.model_validate(bad)
     assert OwnerRules() == OwnerRules.model_validate({"cap_price": None, "max_quantity_kwh": None})
     assert chain_rules(contract_rules(OwnerRules())) == dict(NO_RULES)  # the defaults: no rule at all
+
+
+@pytest.mark.timeout(240)
+def test_live_mgmcs_post_the_owners_rules_and_trade_within_them_over_mosquitto(
+    tmp_path: Path, mosquitto: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The closed loop of test_rebargain_live (the lab's chains and DSO, two MGMC daemons over Mosquitto,
+    interval 36 where mg5 sells): mg5's edge.yaml caps it at 20 kWh an interval, which its genesis (no rules)
+    does not know. Its daemon posts the rule before its day (from interval 0: it never traded), the chain holds
+    it, and mg5's sales in the interval's final closing stay within it."""
+    import test_rebargain_live as live
+
+    from peergrid_edge.chain_bargaining import position
+
+    caplog.set_level(logging.INFO, logger="peergrid.edge.rules")
+    real = live.edge_config
+    monkeypatch.setattr(
+        live, "edge_config", lambda chains, mg, *a, **k: with_rules_of(real, chains, mg, *a, **k)
+    )
+    chains, snapshot, _records = asyncio.run(live.run_loop(tmp_path, mosquitto))
+    anonym = chains.anonyms["mg5"].public
+    held = rules_for(snapshot["mgmc"], anonym, live.INTERVAL)
+    assert held["max_quantity"] == 20_000 and held["floor_price"] == 0
+    _, net_kwh, _ = position(snapshot["mgmc"], live.INTERVAL, anonym)
+    assert 0 < net_kwh <= 20.0 + 1e-9, net_kwh
+    print(f"mg5 sold {net_kwh:g} kWh in interval {live.INTERVAL}")
+    posted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("owner rules posted")]
+    assert (
+        len(posted) == 1
+        and "at most 20 kWh per interval" in posted[0]
+        and posted[0].endswith("from interval 0")
+    ), posted
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("holds this MG's owner rules already" in m for m in lines) == 1  # mg4: its genesis rules stand
+
+
+def with_rules_of(real: Any, chains: Any, mg: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`real` (closedloop.edge_config), with mg5's owner capped at 20 kWh an interval in its edge.yaml."""
+    cfg = real(chains, mg, *args, **kwargs)
+    if mg == "mg5":
+        cfg["market"]["rules"] = {"max_quantity_kwh": 20}
+    return cfg

@@ -18,7 +18,7 @@ long-lived task that dies (an exception, or cancelled while the daemon runs) is 
 traceback and stops the daemon the same clean way, after which `run` raises `TaskDied`: the process exits
 non-zero and systemd restarts it (`task_watch`). The trading agent returning after its day's end is no death.
 Beside the agent the owner's contract rules are posted on the MGMC chain where they do not stand there
-(`rules_poster`); the agent's day starts after the first look at them.
+(`rules_poster`); the agent's day starts once they are sent (final, for a day-ahead stage) or found standing.
 """
 
 from __future__ import annotations
@@ -403,11 +403,13 @@ class EdgeDaemon:
             raise TaskDied(died) from (None if died.cancelled() else died.exception())
 
     async def _trade(self) -> None:
-        """The agent's day, once the owner's rules were looked at on the chain and sent where due (the day-ahead
-        stage refuses rules that are not the chain's; `rules_poster`: at most one post's wait)."""
+        """The agent's day, once the owner's rules were looked at on the chain and sent where due: final first
+        where it runs the day-ahead stage (which refuses rules that are not the chain's; at most one post's
+        wait), else only in the pool (its first offer lands after them: `rules_poster.first_look`)."""
         assert self.agent is not None
-        if self.rules_poster is not None:
-            await self.rules_poster.start()
+        poster, market = self.rules_poster, self.settings.market
+        if poster is not None:
+            await (poster.start() if market is not None and market.dayahead else poster.first_look())
         await self.agent.run()
 
     def stop(self) -> None:

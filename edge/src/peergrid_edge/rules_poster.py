@@ -7,8 +7,9 @@ agent trades by the rules it posts. `due(state, key, rules)` is the `market.rule
 chain's form, `dayrules.chain_rules`) do not stand on the replica for `key` from the first interval it may still
 change (after the last one it took part in, `mkt/last`; 0 when it took part in none) on, None when they do.
 `RulesPoster` posts that body under the key the MG trades with (its anonym: every offer, bid and move is signed
-by it), once its replica caught up at the start (`start`, which the trading agent awaits before its day, so a
-day-ahead stage finds the chain's rules its own) and again at each interval's start while it is due (`run`):
+by it), once its replica caught up at the start (`start`; the trading agent's day waits for it where it runs the
+day-ahead stage, which must find the chain's rules its own, else only until the post is in the pool,
+`first_look`) and again at each interval's start while it is due (`run`):
   posted: one INFO line saying what stands from which interval; nothing due at the start: one INFO line;
   refused: one WARNING line with the chain's reason. A refusal is sent again only where its reason may clear:
     a later pass that finds a different body due (a position of the MG overtook it: the contract's
@@ -127,6 +128,7 @@ class RulesPoster:
     told: str = ""  # the last refusal told at WARNING
     pending: dict[str, Any] | None = None  # sent, not final in its wait: it may land later
     _starting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    looked: asyncio.Event = field(default_factory=asyncio.Event)  # the first pass sent its body or found none
 
     @classmethod
     def for_agent(
@@ -157,9 +159,20 @@ class RulesPoster:
             def fresh(_state: Any) -> bool:
                 return bool(self.now() * 1000 - replica.app.head().timestamp_ms < FRESH_MS)
 
-            await self.ledger.wait_for("mgmc", fresh, CATCH_UP_S)
-            await self.post(first=True)
+            try:
+                await self.ledger.wait_for("mgmc", fresh, CATCH_UP_S)
+                await self.post(first=True)
+            finally:
+                self.looked.set()
             self.started = True
+
+    async def first_look(self) -> None:
+        """Until the first pass sent its body to the replica's pool, or found none to send (`start` runs in
+        `run`'s task): the MG's own next transaction then signs the nonce after it (`own_nonce`), so the rules
+        are in force, should they land, before any offer of its first interval (the contract takes its
+        sender's transactions in nonce order), without the MG waiting for a block (one that waited for its
+        rules' final block, started a few seconds before its first interval, came too late to join it)."""
+        await self.looked.wait()
 
     async def run(self) -> None:
         """`start`, then a pass at each interval's start still to come; returns after the last."""
@@ -192,6 +205,8 @@ class RulesPoster:
         body = self.due()  # what was pending on the nonce may have been these rules
         if body is None or _frozen(body) in self.refused:
             return None
+        # set before the signing, which puts it in the pool before this task waits for anything (`first_look`)
+        self.looked.set()
         outcome = await own_nonce.submit_own(
             self.ledger, "mgmc", self.key, KIND, body, self.timeout_s, self.wait_s, self.stopped
         )
