@@ -136,3 +136,18 @@ def test_a_clean_premium_buyer_in_the_interval_lets_a_clean_seller_step_past_ret
     assert all(p[0] <= 250 for p in second["prices"].values())  # opened within retail
     assert all(p[-1] > 250 for p in second["prices"].values())  # then past it, for b2's premium
     assert second["to"]["b2"] > 0 and second["to"]["b1"] == 0
+
+
+def test_where_the_market_clears_below_retail_the_opening_does_not_walk_up(tmp_path: Path) -> None:
+    """15 kWh asked, 20 offered: the walk U4 saw (+0.002 an interval) is the sellers' answer to buyers asking
+    more than they offer (the lab: 124-166 kWh asked against 63-90 offered in every interval 44-57), not a drift
+    of the opening. Where the market clears, two rounds an interval from the previous price keep it where it
+    cleared, within a step either way (measured: s2's cost 0.120, s1 between 0.117 and 0.120, six intervals)."""
+    market = short_feeder()
+    market["b1"], market["b2"] = buyer(8.0), buyer(7.0)
+    first, *later = play(tmp_path, [(market, RETAIL, 30)] + [(market, RETAIL, 2)] * 6)
+    cleared = max(first["trade_prices"])
+    assert cleared < 250
+    for played in later:
+        assert played["volume"] > 0
+        assert all(abs(p - cleared) <= 4 for posted in played["prices"].values() for p in posted)
