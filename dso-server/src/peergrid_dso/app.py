@@ -77,6 +77,9 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
             app.state.console.start_market()
             yield
         finally:
+            console = getattr(app.state, "console", None)
+            if console is not None:  # its reader of the DSO chain first: the node's stop closes that store
+                await asyncio.to_thread(console.stop_node_records)
             if loop is not None:
                 await asyncio.to_thread(loop.stop)
             if listener is not None:

@@ -16,6 +16,7 @@ itself (`Operations._seal`). Reads only; not thread-safe (the caller holds one l
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from peergrid_dso.console.chains import ReadableChain
@@ -41,21 +42,27 @@ class NodeRecords:
         self._plans: dict[
             str, tuple[dict[str, Any], str]
         ] = {}  # plan id -> its line and words, until its result
+        # the lines of the blocks a scan read before one that failed (`scanned` is past them): the next scan's
+        self._found: list[dict[str, Any]] = []
 
-    def scan(self) -> list[dict[str, Any]]:
-        """The new lines since the last scan (a plan's line also changes in place when its result comes)."""
-        found: list[dict[str, Any]] = []
+    def scan(self, stop: Callable[[], bool] = lambda: False) -> list[dict[str, Any]]:
+        """The new lines since the last scan (a plan's line also changes in place when its result comes); once
+        `stop()` says so, no further block is read (the rest at the next scan). A block that cannot be read
+        raises, and the lines of the blocks read before it come with the next scan that returns (R42: they were
+        lost, `scanned` being past them)."""
+        found = self._found
         head = int(self.chain.height)
         if self.scanned is None:
             self.scanned = max(0, head - self.back)
         for height in range(self.scanned + 1, head + 1):
+            if stop():
+                break
             block = self.chain.block(height)
             at = block.header.time / 1000
-            for tx in block.txs:
-                line = self._line(tx, height, at)
-                if line is not None:
-                    found.append(line)
+            # a block's lines are kept whole or not at all: one that raises is read again at the next scan
+            found.extend([line for tx in block.txs if (line := self._line(tx, height, at)) is not None])
             self.scanned = height
+        self._found = []
         self.changes += len(found)
         return found
 
