@@ -5,7 +5,9 @@ Topics (firmware-sim's MQTT sensors and real ones configured alike): telemetry o
 Promises: `read_all` returns the latest telemetry as a Snapshot, `ok=False` ("no telemetry") when none arrived
 within the device's stale window — it never waits on the network; malformed telemetry is counted, logged and
 dropped. A message holding a number that is not finite (NaN, Infinity, -Infinity, or one too large for a float,
-such as 1e999: Python's json takes them all) is malformed as a whole: no reading of it is taken.
+such as 1e999: Python's json takes them all) is malformed as a whole: no reading of it is taken. A PCC meter's
+energy counters are read by their telemetry names (`export_wh`, `import_wh`: `BY_NATURE`), so its leaves carry
+the counters the DSO meters it by.
 `write` publishes the same control points a Modbus device would get, by their setting names; confirmation is
 the dispatcher's read-back from later telemetry, as for Modbus.
 """
@@ -43,6 +45,11 @@ QUANTITIES = {
     "fb_w": "fallback_w",
     "fb_active": "fallback_active",
 }
+# Telemetry names whose quantity is the nature's own, as SunSpec's maps say point by point (natures.yaml): a PCC
+# meter's `energy_wh` is its export counter (TotWhExp) and `import_wh` its import counter (TotWhImp). Read by the
+# names above alone, firmware-sim's MQTT meter (`export_wh`, `import_wh`) left both out of its reading, so its
+# leaves held no counter and the DSO metered it on neither side (R42; L2's `rolls: false` guarded nothing).
+BY_NATURE = {"meter": {"export_wh": "energy_wh", "import_wh": "import_wh"}}
 # SunSpec control points -> command setting names.
 SETTINGS = {
     "WMaxLimPct": "limit_pct",
@@ -83,9 +90,10 @@ def loads_finite(payload: bytes | str) -> Any:
         raise ValueError("nested too deeply to read") from None
 
 
-def parse_telemetry(payload: bytes) -> dict[str, float]:
-    """Pure: the nature quantities in one telemetry message; ValueError if it is not telemetry or if any number in
-    it is not finite (NaN, Infinity, a literal beyond a float's range)."""
+def parse_telemetry(payload: bytes, nature: str | None = None) -> dict[str, float]:
+    """Pure: the nature quantities in one telemetry message (of a device of `nature`: its own names too,
+    `BY_NATURE`); ValueError if it is not telemetry or if any number in it is not finite (NaN, Infinity, a literal
+    beyond a float's range)."""
     try:
         message = loads_finite(payload)
     except NotFinite as exc:
@@ -95,8 +103,9 @@ def parse_telemetry(payload: bytes) -> dict[str, float]:
     if not isinstance(message, dict) or not isinstance(message.get("readings"), dict):
         raise ValueError("telemetry must be a JSON object with a 'readings' object")
     out: dict[str, float] = {}
+    names = {**QUANTITIES, **BY_NATURE.get(nature or "", {})}
     for name, value in message["readings"].items():
-        quantity = QUANTITIES.get(name)
+        quantity = names.get(name)
         if quantity is not None and isinstance(value, int | float) and not isinstance(value, bool):
             try:
                 out[quantity] = float(value)
@@ -119,7 +128,7 @@ class MqttTelemetryDriver:
         if topic != self.topic:
             return
         try:
-            self.latest = parse_telemetry(payload)
+            self.latest = parse_telemetry(payload, self.settings.nature)
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             self.malformed += 1
             log.warning(
