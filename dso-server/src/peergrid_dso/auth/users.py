@@ -1,8 +1,9 @@
 """The console's user file: names, roles and argon2id password hashes, one JSON document written atomically.
 
-Promises: `UserStore.add` refuses bad names, unknown roles, short passwords and duplicates with `UserError`;
-`authenticate` returns the `User` or None and takes the same argon2 time whether or not the name exists (no
-user enumeration by timing); the file is written 0600 by rename of a new temporary (`data_files`), so a crash
+Promises: `UserStore.add` refuses bad names (the DSO node's own, `NODE_NAME`, too), unknown roles, short
+passwords and duplicates with `UserError`; `authenticate` returns the `User` or None and takes the same argon2
+time whether or not the name exists (no user enumeration by timing), and neither it nor `get` ever gives the
+node's name (a file that holds it lists it, to be removed); the file is written 0600 by rename of a new temporary (`data_files`), so a crash
 never leaves half a file and no link planted in the folder is written through; run as root (`peergrid-dso user
 add` by hand), a new file takes the owner of its folder, so the server's user can still read it. `add` and
 `remove` read the file, change it and write it under an exclusive `flock` of `<file>.lock` beside it (as the
@@ -92,8 +93,13 @@ class UserStore:
 
     def get(self, name: str) -> User | None:
         self.refresh()
-        entry = self._users.get(name)
+        entry = self._acting(name)
         return None if entry is None else User(name, entry["role"])
+
+    def _acting(self, name: str) -> dict[str, str] | None:
+        """The entry a user signs in and acts by; none for the node's own name, which a file written before it
+        was refused (or by hand) may still hold: listed, so that it can be removed, never acting (R42)."""
+        return None if name == NODE_NAME else self._users.get(name)
 
     def add(self, name: str, role: str, password: str, *, replace: bool = False) -> User:
         if not NAME_RE.fullmatch(name):
@@ -153,7 +159,7 @@ class UserStore:
         if len(password) > MAX_PASSWORD:
             return None
         self.refresh()
-        entry = self._users.get(name)
+        entry = self._acting(name)
         if entry is None and self._dummy is None:
             self._dummy = self._hasher.hash("not a password of anyone")
         try:
