@@ -260,7 +260,8 @@ def run_before(workdir: Path) -> str:
 
 def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLoop | None:
     """The closed loop the testbed runs (`closedloop_run.ClosedLoop`; None: no market), with the lab's keys and
-    geneses written once (a second start reuses them): its t0 is fixed here, before the MGMC genesis, whose
+    geneses written once (a start after one that wrote no interval record reuses them; a
+    directory that ran is refused, `run_before`): its t0 is fixed here, before the MGMC genesis, whose
     settlement clock (with --settle-by-both) is the loop's own intervals, not ones a warm-up ahead."""
     fee = exchange_fee(args)  # (refused before anything is written)
     if args.no_market or (args.intervals is None and len(scenario.microgrids) < 2):
