@@ -9,7 +9,9 @@ again, once, from the first interval it can stand from, with a WARNING saying wh
   the offer first and the capacity is refused there; it then stands from the next interval;
 - once: where the MG's position overtakes the second one too (a stand-in adapter that lands a position in the
   capacity's interval before each submit), it is refused for good and logged as such, not sent a third time;
-- a refusal for another reason (the key lacks the dso role) is still not sent again (test_capacity_poster).
+- a refusal for another reason (the key lacks the dso role) is still not sent again (test_capacity_poster), also
+  where the MG's position stands in the capacity's interval (review R42-7: any refusal was taken as the
+  overtaking there).
 """
 
 from __future__ import annotations
@@ -102,8 +104,9 @@ def test_a_capacity_its_mgs_first_position_overtook_is_sent_again_from_the_next_
     said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "peergrid_dso.tariff"]
     assert said == [
         ("WARNING", f"the MGMC chain refused mg1's connection capacity ({WH} Wh from interval {FIRST}): mg1 took "
-                    f"a position in interval(s) {FIRST} before it was final; sent again, once, from interval "
-                    f"{FIRST + 1}"),
+                    f"a position in interval(s) {FIRST} before it was final (rule-violation: the account traded or "
+                    f"accepted up to interval {FIRST}: its capacity can change only after it); sent again, once, "
+                    f"from interval {FIRST + 1}"),
         ("INFO", f"mg1's connection capacity posted: {WH} Wh per interval from interval {FIRST + 1}"),
     ], said  # fmt: skip
     lab.store.close()
@@ -146,3 +149,16 @@ def test_it_is_sent_again_once_only(caplog: pytest.LogCaptureFixture) -> None:
         f"the account traded or accepted up to interval {FIRST + 1}: its capacity can change only after it; not "
         "sent again"
     )
+
+
+def test_another_refusal_beside_a_position_is_not_sent_again(caplog: pytest.LogCaptureFixture) -> None:
+    lab = Lab(dso_role="mgmc")  # the poster's key lacks the dso role: refused for that, for good
+    poster = lab.poster({"mg1": 5.0}, first=FIRST)
+    # and the MG's position lands in the capacity's interval first
+    poster.adapter = overtaking = Overtaking(lab)
+    with caplog.at_level(logging.WARNING, "peergrid_dso.tariff"):
+        assert asyncio.run(poster.post()) is True
+    assert [b["from_interval"] for b in overtaking.sent] == [FIRST]  # before R42-7: sent again for FIRST + 1
+    assert poster.refused == {"mg1"}
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "peergrid_dso.tariff"]
+    assert [level for level, _ in said] == ["ERROR"] and "forbidden" in said[0][1], said

@@ -38,6 +38,7 @@ from typing import Any
 
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import market
+from peergrid_ledger.contracts.market_capacity import OVERTAKEN
 from peergrid_ledger.contracts.market_state import MAX_TARIFF_INTERVALS, last_interval_key, price_tick
 from peergrid_ledger.results import Reason
 from peergrid_ledger.schema import PRICE, QUANTITY
@@ -323,7 +324,7 @@ class CapacityPoster:
         pending = False
         again = []
         for (mg, body), result in zip(due, results, strict=True):
-            if result.reason == "refused" and self._overtaken(mg, body):
+            if result.reason == "refused" and self._overtaken(mg, body, str(result.detail)):
                 again.append(mg)
                 continue
             if result.ok or result.reason == "refused":  # nothing pending for it now
@@ -342,20 +343,21 @@ class CapacityPoster:
             pending = not await self.post(again) or pending
         return not pending
 
-    def _overtaken(self, mg: str, body: dict[str, Any]) -> bool:
-        """Whether a refused capacity is one its MG's position overtook (the chain now shows a position of the
-        account at or after `from_interval`: why the contract refuses it) and was not sent again yet: then it
+    def _overtaken(self, mg: str, body: dict[str, Any], detail: str) -> bool:
+        """Whether a refused capacity is one its MG's position overtook (the refusal says so in the contract's
+        words, `market_capacity.OVERTAKEN`, and the chain shows a position of the account at or after
+        `from_interval`; any other refusal is one for good, review R42-7) and was not sent again yet: then it
         is said at WARNING, and `due` sends it for the interval after that position (the last closing note: a
         capacity sent before the first interval and final only after the MG's first position there was refused
         and never sent again, leaving that MG bound by its own rules alone all day)."""
         last = read_obj(self.state, last_interval_key(self.accounts[mg]))
-        if mg in self.resent or last is None or int(last) < body["from_interval"]:
+        if OVERTAKEN not in detail or mg in self.resent or last is None or int(last) < body["from_interval"]:
             return False
         self.resent.add(mg)
         self.pending_from.setdefault(mg, body["from_interval"])  # a resend not final yet is told as late
         log.warning("the MGMC chain refused %s's connection capacity (%d Wh from interval %d): %s took a position "
-                    "in interval(s) %s before it was final; sent again, once, from interval %d", mg, body["wh"],
-                    body["from_interval"], mg, _span(list(range(body["from_interval"], int(last) + 1))),
+                    "in interval(s) %s before it was final (%s); sent again, once, from interval %d", mg, body["wh"],
+                    body["from_interval"], mg, _span(list(range(body["from_interval"], int(last) + 1))), detail,
                     int(last) + 1)  # fmt: skip
         return True
 

@@ -43,6 +43,8 @@ from ..tx import Tx
 from .market_state import capacities, capacity_key, last_interval_key, standing_capacity
 
 CAPACITY_WH = Int(1, QUANTITY.high)
+# the refusal's own words for a capacity an account's position overtook (the DSO's poster sends it again on them)
+OVERTAKEN = "its capacity can change only after it"
 
 
 def set_capacity(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -> list[Event]:
@@ -53,7 +55,7 @@ def set_capacity(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
     require(
         last is None or start > last,
         Reason.RULE_VIOLATION,
-        f"the account traded or accepted up to interval {last}: its capacity can change only after it",
+        f"the account traded or accepted up to interval {last}: {OVERTAKEN}",
     )
     entries = [e for e in read_obj(view, capacity_key(account)) or [] if e[0] < start]
     view.put_obj(capacity_key(account), [*entries, [start, wh]])
