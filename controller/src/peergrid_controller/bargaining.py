@@ -190,7 +190,8 @@ def bargain(
     # the roles are called within the DSO's own prices: a tick above retail every MG that can export would
     # rather buy from the DSO and sell to a peer, so a call reaching into the premium's range finds a feeder
     # of sellers only and nothing trades (measured: the bench's 20-MG owner-rules day with the guard off, 57
-    # of 96 intervals traded nothing, 1 without the rules). Sellers still price up to retail + premium.
+    # of 96 intervals traded nothing, 1 without the rules). A clean seller still prices up to retail + the
+    # premium its buyers pay (below).
     price = interval_price(
         lambda x: sum(capped(p, x) for p in participants), feed_in, retail, cfg.price_tolerance
     )
@@ -204,7 +205,17 @@ def bargain(
         named = {p.name for p in sellers}
         buyers = [p for p in participants if p.name not in named and capped(p, below) < 0]
         buyers.sort(key=lambda p: p.name)
-    states: dict[str, SellerState] = {s.name: open_seller(s, feed_in, upper, cfg, price) for s in sellers}
+    # a seller asks past retail only for a clean premium one of the interval's buyers pays, and only for its
+    # clean energy; never below its own floor (U4 F3, the edge's `chain_bargaining.seller_ceiling`: with every
+    # MG's premium in the ceiling, a seller's own included, the lab's two-round sellers stepped past retail
+    # with no buyer to pay it and nothing traded)
+    paid = max((b.rules.clean_premium for b in buyers), default=0.0)
+    states: dict[str, SellerState] = {
+        s.name: open_seller(
+            s, feed_in, max(retail + (paid if s.clean else 0.0), s.rules.floor_price), cfg, price
+        )
+        for s in sellers
+    }
     rounds: list[Round] = []
     expected = ExpectedFill()
     fill: dict[str, float] = {}
