@@ -5,19 +5,29 @@ or dying of a ZeroDivisionError (a 0 W PV rating). Params inside the ranges buil
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peergrid_controller.scenario import LAB_PARAMS
+from peergrid_controller.scenario import LAB_KEYS, LAB_KINDS, LAB_PARAMS
 from peergrid_sim.cli import main
 from peergrid_sim.clock import SimClock
 from peergrid_sim.devices import SunSpecDevice
 from peergrid_sim.runtime import Simulation
-from peergrid_sim.scenario import ConfigError, Scenario, device_params, device_params_problem, load_scenario
+from peergrid_sim.scenario import (
+    ConfigError,
+    Device,
+    Kind,
+    Microgrid,
+    Profile,
+    Scenario,
+    device_params,
+    device_params_problem,
+    load_scenario,
+)
 
 LOAD = {"name": "load1", "kind": "load", "params": {"critical_w": 4000, "sheddable_w": 2000}}
 
@@ -83,6 +93,15 @@ def test_the_controller_tolerates_exactly_the_params_firmware_sim_takes() -> Non
     assert {kind: sorted(names) for kind, names in LAB_PARAMS.items()} == {
         kind: device_params(kind) for kind in ("pv", "battery", "genset", "load")
     }
+
+
+def test_the_controller_tolerates_exactly_the_keys_and_kinds_firmware_sim_takes() -> None:
+    # outside `market:` the controller refuses a key firmware-sim does not take either (U5); the lists must agree
+    models = {"scenario": Scenario, "profile": Profile, "microgrid": Microgrid, "device": Device}
+    assert {level: sorted(keys) for level, keys in LAB_KEYS.items()} == {
+        level: sorted(model.model_fields) for level, model in models.items()
+    }
+    assert set(get_args(Kind)) == LAB_KINDS
 
 
 def _in_range(kind: str) -> st.SearchStrategy[dict[str, float]]:

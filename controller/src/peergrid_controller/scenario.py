@@ -7,7 +7,11 @@ Keys it does not use (relays, serial lines, broker, meters, protocols...) are ig
 firmware-sim and the market; but `market:` is the controller's own section, so a key in it (or in its `rules` and
 `mg_rules`) that the controller does not know is an error naming its path: a misspelt `cap_prise` ran without its
 owner's cap and paid 14 % more (R25 F5); so is a device param that neither the controller nor firmware-sim's
-physics takes. The file is read strictly (`read_yaml_file`: a key given twice, text that is not UTF-8). An
+physics takes, and a key of the file, a profile, a microgrid or a device, or a device kind, that firmware-sim does
+not take either (`markets:` ran without its owners' rules, `irradience:` without sun, `kind: batery` without the
+battery: U5). A number in `market:` or in a device's params is a number: YAML `yes` or a quoted "0.1" is refused
+naming the key, as firmware-sim refuses it (`floor_price: yes` was a floor of 1.0). `interval_minutes` divides
+the day (7 made 206 intervals of a 1442-minute day). The file is read strictly (`read_yaml_file`: a key given twice, text that is not UTF-8). An
 optional top-level `market:` section sets the DSO tariff, interval length and each MG's contract rules; without
 it, defaults below apply. It may also set the owners' risk allowance (currency per MG per day, the intraday strict
 guard's, SimulationConfig.risk_allowance): `risk_allowance` every MG's, `mg_risk_allowance: {MG: X}` an MG's own.
@@ -61,6 +65,12 @@ class _Own(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+class _Numbers(_Tolerant):
+    """A device's params: numbers only (YAML `yes` or a quoted "900" is refused, as firmware-sim refuses it)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+
 Curve = list[tuple[float, float]]
 
 
@@ -79,11 +89,11 @@ class _Profile(_Tolerant):
         return self
 
 
-class _PvParams(_Tolerant):
+class _PvParams(_Numbers):
     rating_w: float = Field(gt=0)
 
 
-class _BatteryParams(_Tolerant):
+class _BatteryParams(_Numbers):
     capacity_wh: float = Field(gt=0)
     max_charge_w: float = Field(gt=0)
     max_discharge_w: float = Field(gt=0)
@@ -93,7 +103,7 @@ class _BatteryParams(_Tolerant):
     soc_max_pct: float = Field(default=95.0, ge=0, le=100)
 
 
-class _GensetParams(_Tolerant):
+class _GensetParams(_Numbers):
     rating_w: float = Field(gt=0)
     min_load_pct: float = Field(default=30.0, ge=0, le=100)
     ramp_w_per_s: float | None = Field(default=None, gt=0)
@@ -103,7 +113,7 @@ class _GensetParams(_Tolerant):
     min_down_s: float = Field(default=3600.0, ge=0)
 
 
-class _LoadParams(_Tolerant):
+class _LoadParams(_Numbers):
     critical_w: float = Field(default=0.0, ge=0)
     sheddable_w: float = Field(default=0.0, ge=0)
     voll_per_kwh: float = Field(default=1.0, ge=0)
@@ -125,6 +135,20 @@ _LAB_PARAM_NAMES = {
 }
 LAB_PARAMS = {kind: frozenset(names.split()) for kind, names in _LAB_PARAM_NAMES.items()}
 
+# The keys firmware-sim's scenario takes at each level the controller reads tolerantly, and its device kinds
+# (peergrid_sim.scenario: Scenario, Profile, Microgrid, Device, Kind; tests/sim/test_r25_device_params.py keeps
+# them equal). A key that is neither the controller's nor one of these is a typo: `markets:` dropped every
+# owner's rule and the tariff, `irradience:` the sun, `kind: batery` the battery, each without a word (U5).
+_LAB_KEY_NAMES = {
+    "scenario": "broker feeder host market microgrids modbus_tls name profiles relays serial_lines speed start"
+    " start_wall",
+    "profile": "clouds irradiance load seed temperature",
+    "microgrid": "bus devices name profile",
+    "device": "kind line name params period_s port protocol tls unit_id",
+}
+LAB_KEYS = {level: frozenset(names.split()) for level, names in _LAB_KEY_NAMES.items()}
+LAB_KINDS = frozenset({"pv", "battery", "genset", "load", "meter"})
+
 
 class _Device(_Tolerant):
     name: str
@@ -139,6 +163,9 @@ class _Mg(_Tolerant):
 
 
 class _Rules(_Own):
+    # strict: `floor_price: yes` was a floor of 1.0 and a quoted "0.1" a number (U5); an owner's rule is a number
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
     floor_price: float = Field(default=0.0, ge=0)
     cap_price: float = Field(default=math.inf, ge=0)
     max_quantity_kwh: float = Field(default=math.inf, ge=0)
@@ -147,11 +174,11 @@ class _Rules(_Own):
 
 
 class _Market(_Own):
-    interval_minutes: int = Field(default=15, gt=0, le=60)
+    interval_minutes: int = Field(default=15, gt=0, le=60, strict=True)
     retail: Curve = Field(
         default_factory=lambda: [(0.0, 0.14), (7.0, 0.22), (17.0, 0.30), (21.0, 0.14), (24.0, 0.14)]
     )
-    feed_in: float = Field(default=0.05, ge=0)
+    feed_in: float = Field(default=0.05, ge=0, strict=True)
     rules: _Rules = Field(default_factory=_Rules)  # every MG's unless it has its own
     mg_rules: dict[str, _Rules] = Field(default_factory=dict)
     # an amount of money, strictly: YAML `yes` (a bool) or a quoted "3" is refused naming the field, not read as 1.0 / 3.0
@@ -161,6 +188,14 @@ class _Market(_Own):
     mg_risk_allowance: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]] = Field(
         default_factory=dict
     )
+
+    @model_validator(mode="after")
+    def _whole_day(self) -> _Market:
+        if (24 * 60) % self.interval_minutes:
+            raise ValueError(
+                f"interval_minutes must divide the day's 1440 minutes, got {self.interval_minutes}"
+            )
+        return self
 
 
 class _File(_Tolerant):
@@ -244,6 +279,7 @@ def build_scenario(raw: dict[str, Any]) -> Scenario:
 
 
 def build_scenario_file(raw: dict[str, Any]) -> ScenarioFile:
+    _check_lab_keys(raw)
     spec = _File.model_validate(raw)
     market = spec.market
     dt = market.interval_minutes / 60.0
@@ -322,6 +358,47 @@ _PARAM_MODELS: dict[str, type[BaseModel]] = {
     "genset": _GensetParams,
     "load": _LoadParams,
 }
+
+
+def _unknown(where: str, key: object, what: str, known: frozenset[str]) -> ScenarioError:
+    near = difflib.get_close_matches(str(key), sorted(known), n=1)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    return ScenarioError(f"unknown key '{where}{key}' ({what} takes {', '.join(sorted(known))}){hint}")
+
+
+def _check_lab_keys(raw: dict[str, Any]) -> None:
+    """A key of the file, a profile, a microgrid or a device, or a device kind, that neither the controller nor
+    firmware-sim takes: a typo (the sections' shapes are left to the models, which name what is wrong)."""
+    for key in raw:
+        if key not in LAB_KEYS["scenario"]:
+            raise _unknown("", key, "a scenario", LAB_KEYS["scenario"])
+    profiles = raw.get("profiles")
+    for name, profile in profiles.items() if isinstance(profiles, dict) else ():
+        for key in profile if isinstance(profile, dict) else ():
+            if key not in LAB_KEYS["profile"]:
+                raise _unknown(f"profiles.{name}.", key, "a profile", LAB_KEYS["profile"])
+    microgrids = raw.get("microgrids")
+    for index, mg in enumerate(microgrids if isinstance(microgrids, list) else ()):
+        if not isinstance(mg, dict):
+            continue
+        for key in mg:
+            if key not in LAB_KEYS["microgrid"]:
+                raise _unknown(f"microgrids.{index}.", key, "a microgrid", LAB_KEYS["microgrid"])
+        devices = mg.get("devices")
+        for d_index, device in enumerate(devices if isinstance(devices, list) else ()):
+            if not isinstance(device, dict):
+                continue
+            where = f"microgrids.{index}.devices.{d_index}."
+            for key in device:
+                if key not in LAB_KEYS["device"]:
+                    raise _unknown(where, key, "a device", LAB_KEYS["device"])
+            kind = device.get("kind")
+            if kind is not None and kind not in LAB_KINDS:
+                near = difflib.get_close_matches(str(kind), sorted(LAB_KINDS), n=1)
+                hint = f"; did you mean '{near[0]}'?" if near else ""
+                raise ScenarioError(
+                    f"'{where}kind': no device kind '{kind}' (one of {', '.join(sorted(LAB_KINDS))}){hint}"
+                )
 
 
 def _check_param_keys(where: str, device: _Device) -> None:
