@@ -6,7 +6,8 @@ the same bytes (a day run with a risk allowance adds `total.risk_allowance`, eac
 document is as before it existed; so does a day-ahead day with an exchange fee, `total.fee`: its fund, and
 its reserve where there is one);
 `report(...)` prints it (or a short summary) and then one stderr line each on
-stability, the chain's settlements, the lossy transport, the risk allowance and the day-ahead stage. Reads no clocks and runs nothing.
+stability, the chain's settlements, the lossy transport, the risk allowance (or, strict without one, any MG
+whose day ended above its conventional day) and the day-ahead stage. Reads no clocks and runs nothing.
 """
 
 from __future__ import annotations
@@ -150,6 +151,24 @@ def allowance_line(result: SimulationResult) -> str:
     )
 
 
+def strict_above_line(result: SimulationResult) -> str | None:
+    """The MGs whose day ended above their conventional day under the strict guard without an allowance (None:
+    none did). The guard keeps every MG within it except for what an owner's clean premium pays above the
+    market's money value (docs/market.md "Owner rules", "Not covered"), so a line here is that premium or a
+    fault; without it the JSON alone contradicted `--rationality strict`'s "no MG ends worse off" (U5)."""
+    totals = result.totals()
+    p2p, conventional = totals["mg_cost_p2p"], totals["mg_cost_conventional"]
+    assert isinstance(p2p, dict) and isinstance(conventional, dict)
+    above = {k: p2p[k] - conventional[k] for k in sorted(p2p) if p2p[k] - conventional[k] > 1e-6}
+    if not above:
+        return None
+    return (
+        "day above its conventional one under the strict guard: "
+        + ", ".join(f"{k} {x:.4f}" for k, x in above.items())
+        + " (the guard does not cover what an owner's clean premium pays; anything else is a fault)"
+    )
+
+
 def report(
     result: SimulationResult, scenario: Scenario, args: argparse.Namespace, venues: Sequence[Venue]
 ) -> None:
@@ -189,6 +208,8 @@ def report(
         )
     if result.risk_allowance:
         print(f"peergrid-market: {allowance_line(result)}", file=sys.stderr)
+    elif (args.market, args.rationality) == ("intraday", "strict") and (line := strict_above_line(result)):
+        print(f"peergrid-market: {line}", file=sys.stderr)
     d = result.dayahead
     if d is not None:
         paid = (
