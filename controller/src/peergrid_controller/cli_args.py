@@ -154,7 +154,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     sim.add_argument(
         "--seed", type=int, default=0, help="seed of the synthetic feeder (and of the transport)"
     )
-    sim.add_argument("--intervals", type=int, default=None, help="simulate only the first N intervals")
+    sim.add_argument(
+        "--intervals",
+        type=int,
+        default=None,
+        help="simulate only the first N intervals as a day of their own (a battery that ends them below its start "
+        "pays the shortfall at their mean retail, in the P2P day and both baselines alike); N above the day's "
+        "intervals runs the whole day",
+    )
     sim.add_argument("--json", action="store_true", help="print the result as JSON")
     sim.add_argument(
         "--venue", choices=sorted(VENUES), default=None, help="where moves go (default: the chain)"
