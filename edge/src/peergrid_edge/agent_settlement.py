@@ -129,6 +129,8 @@ def metering_for(agent: MarketAgent) -> MgMetering:
         lambda trade: cover_prices(agent.ledger.state("mgmc"), trade) is not None,
         # its connection as the DSO posted it bounds a roll-over of its meter, as the DSO reads it (R38-2)
         lambda t: posted_w(agent.ledger.state("mgmc"), agent.anonym.public, t, round(s.interval_s * 1000)),
+        # the DSO server's https certificate is of the operator's CA, which the enrolment verifies it by (the pilot)
+        None if d.settings.enrolment is None else d.settings.enrolment.ca_file,
     )  # fmt: skip
     metering.confirmed.update(agent.recalled)
     return metering

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, stamp_offsets
@@ -53,13 +55,16 @@ def readings_missing(decision: dict[str, Any] | None) -> bool:
 class DisputeReadings:
     """Posts this MG's sealed PCC readings around a disputed trade's interval to the DSO node, and again when
     the DSO says they are missing. `sealed(window)` gives the (commitment interval, leaves) pairs the edge
-    store sealed in that range; `url` is the DSO server's base (http://host:port)."""
+    store sealed in that range; `url` is the DSO server's base (http://host:port, or https://host:port whose
+    certificate `ca_file` verifies: the operator's CA, the enrolment's; None: the system's trust store, where a
+    pilot's private CA is not, so every post failed as unreachable)."""
 
     def __init__(
         self, url: str, node: bytes, sealed: Callable[[range], list[tuple[int, list[bytes]]]],
-        commit_ms: int, max_gap_ms: int, timeout_s: float = 5.0,
+        commit_ms: int, max_gap_ms: int, timeout_s: float = 5.0, ca_file: Path | None = None,
     ) -> None:  # fmt: skip
         self.url, self.node, self._sealed = url.rstrip("/"), node, sealed
+        self._tls = None if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
         self.commit_ms, self.max_gap_ms, self.timeout_s = commit_ms, max_gap_ms, timeout_s
         self.taken: set[int] = set()  # commitment intervals the DSO accepted from this poster
         self.incomplete = False  # the last post missed the window's last interval or met a replica behind
@@ -154,7 +159,7 @@ class DisputeReadings:
             headers={"Content-Type": "application/json", "Accept": "application/json"},
         )  # fmt: skip
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._tls) as response:
                 return int(response.status), _json(response.read())
         except urllib.error.HTTPError as exc:
             return int(exc.code), _json(exc.read())

@@ -32,6 +32,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Protocol
 
 from peergrid_edge.dispute_readings import DisputeReadings
@@ -220,17 +221,17 @@ class MgMetering:
     `priced` whether the DSO priced a trade's parties on the replica (`readings_needed`; None: not known),
     `roll_w(t)` the power bounding a roll-over of its meter's counters in interval t: its anonym's connection
     capacity posted on the replica, as the DSO reads it (`counter_roll.posted_w`, R38-2; None: none posted,
-    10 MW)."""
+    10 MW), `dso_ca_file` the CA that verifies an https `dso_url` (`DisputeReadings`; None: the system's)."""
 
     def __init__(
         self, store: ReadingStore, meter_poll_s: float, commit_interval_s: float,
         window_of: Callable[[int], tuple[int, int]], trades: Callable[[int], list[tuple[bytes, dict[str, Any]]]],
         me: bytes, node: bytes, dso_url: str | None, priced: Priced | None = None,
-        roll_w: Callable[[int], int | None] | None = None,
+        roll_w: Callable[[int], int | None] | None = None, dso_ca_file: Path | None = None,
     ) -> None:  # fmt: skip
         self.store, self.poll_s, self.commit_s = store, meter_poll_s, commit_interval_s
         self.window_of, self.trades, self.me, self.node, self.dso_url = window_of, trades, me, node, dso_url
-        self.priced, self.roll_w = priced, roll_w
+        self.priced, self.roll_w, self.dso_ca_file = priced, roll_w, dso_ca_file
         self.max_gap_ms = max(1, round(3 * meter_poll_s * 1000))
         # interval -> dispatch read-back confirmed its plan in full (the trader fills it at dispatch and, after
         # a restart, from the verdicts its interval records kept: resume.recorded_verdicts)
@@ -330,7 +331,7 @@ class MgMetering:
         store = self.store
         poster = DisputeReadings(
             self.dso_url, self.node, lambda r: [(c, store.leaves(c)) for c in r if store.is_sealed(c)],
-            round(self.commit_s * 1000), self.max_gap_ms,
+            round(self.commit_s * 1000), self.max_gap_ms, ca_file=self.dso_ca_file,
         )  # fmt: skip
         window = self.window_of(interval)
         # the last readings that bracket the window's end are sealed one commitment interval after them
