@@ -5,7 +5,10 @@ and the injection (P2P plus DSO net export, kW) bounded. When the limit can be m
 (`met` true: PV curtailed, load shed, batteries and genset moved as the MG's costs say). When it cannot, it
 returns the plan closest to the limit (bisection on the bound, to `precision_kw`) with `met` false and a
 `reason` that names the limit, the nearest injection it can reach and why — never a plan that pretends.
-Assumes `schedule` has been solved. Never reads clocks or I/O.
+Its answer depends only on the schedule's model, the trades and the limit, never on what was solved on the
+schedule before: meeting the same limit again (the trader does at each iteration of the DSO's loop) gives the
+same plan to the last digit, and an MG's schedule without trades meets a limit as the conventional
+counterfactual's of the same MG and state does. Assumes `schedule` has been solved. Never reads clocks or I/O.
 """
 
 from __future__ import annotations
@@ -78,6 +81,14 @@ def meet(
 ) -> Adjustment:
     lo, hi = limits(min_kw, max_kw)
     schedule.bound_injection(-math.inf, math.inf)
+    # solved from scratch, not warm from the schedule's last solve: the unbounded plan may be one of several
+    # equally cheap ones (a battery indifferent between importing now or later at the same retail price), a
+    # warm re-solve picks one by what was solved before (the guard's dispatch, the re-bargaining curve, an
+    # earlier meet), and the search below starts from its injection, so it ended elsewhere within
+    # `precision_kw`, where a few more watts cost shed load (D3: mg5 met 83.5436 kW at 13.657461 on a fresh
+    # schedule, 83.5487 kW at 13.658669 on the trader's, in a lab without trades). A cold solve of an ieee33
+    # MG's day takes 1-10 ms
+    schedule.highs().clearSolver()
     free = schedule.dispatch(p2p_net_kw)
     planned = injection(free)
     schedule.bound_injection(lo, hi)
