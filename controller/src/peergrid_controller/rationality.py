@@ -32,21 +32,43 @@ with no trade to pay for it (a battery charged for a peer's later purchase, a mo
 the evening needs, a genset stopped at midday that must restart for the evening) exceeds the budget by what
 that step risks, exactly: `value` and `_value_after` are the LP (MILP) optimum, not a bound. The strict loss
 is that risk, refused until the MG's own savings cover it (docs/market.md, measured per MG and interval).
+
+A clean premium is charged to the budget as what the owner values it at, not as money lost: a buyer's curve
+is consulted at a clean offer's price less its owner's premium (moves.make_bid), so the guard allowed that
+purchase at that value, and `premium_paid` gives what each buyer paid above it (premium times the clean kWh
+bought), which simulate.py credits back to the budget. Charged at the full price, the premium itself broke
+the budget: a buyer that paid 1.07 in premium was then held below standing still and shut out of every
+later trade (U5 F5). The guarantee with premiums is therefore: no MG ends worse off than its conventional
+day plus the premiums its owner chose to pay (plus its risk allowance). Without a premium nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from peergrid_controller.builder import MgState
 from peergrid_controller.commitment import Options
 from peergrid_controller.curve import ResponseCurve, budgeted, guarded
-from peergrid_controller.market import PRICE_TICK
+from peergrid_controller.market import PRICE_TICK, Trade
 from peergrid_controller.model import Microgrid
 from peergrid_controller.schedule import MgSchedule
 
 SLACK = 1e-6  # money: solver tolerance, never a licence to lose
+
+
+def premium_paid(
+    premiums: Mapping[str, float], clean: Collection[str], trades: Sequence[Trade]
+) -> dict[str, float]:
+    """What each buyer's owner paid in clean premium on `trades`: its premium (`premiums`, by MG) on every kWh
+    bought from a seller in `clean`, the part of the price its curve did not judge (an offer's effective price
+    is its price minus the premium, moves.make_bid). Only buyers that paid some are named."""
+    paid: dict[str, float] = {}
+    for t in trades:
+        premium = premiums.get(t.buyer, 0.0)
+        if premium > 0.0 and t.seller in clean:
+            paid[t.buyer] = paid.get(t.buyer, 0.0) + premium * t.quantity_kwh
+    return paid
 
 
 @dataclass

@@ -31,7 +31,7 @@ from peergrid_controller.delivery import FaultError, fractions
 from peergrid_controller.forecast import indicative_prices
 from peergrid_controller.market import net_positions
 from peergrid_controller.model import Microgrid, Scenario, Tariff
-from peergrid_controller.rationality import Guarded
+from peergrid_controller.rationality import Guarded, premium_paid
 from peergrid_controller.schedule import MgSchedule
 from peergrid_controller.settling import UPLIFT_REF, SettlementError, pay_uplift, settle_interval
 from peergrid_controller.simrecords import (
@@ -203,18 +203,27 @@ def simulate(
         )
         cost_p2p: dict[str, float] = {}
         physical = 0.0
+        # the guard judged a clean purchase at its price less the owner's premium (moves.make_bid), so the
+        # budget is charged the same: the premium is what the owner chose to pay, not a loss to recoup
+        # (rationality.premium_paid; charged in full it held a premium buyer below standing still, U5 F5)
+        premiums = premium_paid(
+            {p.name: p.rules.clean_premium for p in participants},
+            {p.name for p in participants if p.clean},
+            outcome.trades,
+        )
         for mg in scenario.microgrids:
             net_kwh, money = positions.get(mg.name, (0.0, 0.0))
+            valued = money + premiums.get(mg.name, 0.0)  # what the trades are worth to the owner
             options = schedules[mg.name]
             guard = guards.get(mg.name)
             if guard is not None and cfg.rationality == "strict":
-                sched, cost, states[mg.name] = guard.dispatch(options, net_kwh / dt, money, budget[mg.name])
+                sched, cost, states[mg.name] = guard.dispatch(options, net_kwh / dt, valued, budget[mg.name])
             else:
                 sched = options.choose(net_kwh / dt)
                 cost, states[mg.name] = sched.first_interval_cost_and_state()
             if mg.gensets and sched is not options.plan:
                 commitments[mg.name] = (t, sched.commitment())  # the trade started (or stopped) its genset
-            budget[mg.name] -= cost - money
+            budget[mg.name] -= cost - valued
             physical += cost
             cost_p2p[mg.name] = cost - money
         # every agreed trade is delivered as scheduled (dispatch fixed it) and settled once
