@@ -171,8 +171,9 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--rationality",
         choices=("strict", "trades", "off"),
         default="strict",
-        help="strict: no MG ends worse off than with the DSO alone (default); trades: each trade bounded by "
-        "the MG's conventional alternative; off: MGs trust the day-ahead price forecast",
+        help="strict: no MG ends worse off than with the DSO alone plus the clean premiums its owner chose to "
+        "pay (default); trades: each trade bounded by the MG's conventional alternative; off: MGs trust the "
+        "day-ahead price forecast",
     )
     sim.add_argument(
         "--market",

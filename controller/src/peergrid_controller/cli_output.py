@@ -3,11 +3,13 @@
 Promises: `result_json(result, chain)` is the JSON document, built from the result records (simrecords.py) by
 field name with floats rounded to 6 places (non-finite: null), keys in a fixed order, so the same result gives
 the same bytes (a day run with a risk allowance adds `total.risk_allowance`, each MG's; without one the
-document is as before it existed; so does a day-ahead day with an exchange fee, `total.fee`: its fund, and
-its reserve where there is one);
+document is as before it existed; so does an intraday day where an owner paid a clean premium,
+`total.clean_premium_paid`, each such MG's, and a day-ahead day with an exchange fee, `total.fee`: its fund,
+and its reserve where there is one);
 `report(...)` prints it (or a short summary) and then one stderr line each on
 stability, the chain's settlements, the lossy transport, the risk allowance (or, strict without one, any MG
-whose day ended above its conventional day) and the day-ahead stage. Reads no clocks and runs nothing.
+whose day ended above its conventional day plus its owner's clean premiums) and the day-ahead stage. Reads no
+clocks and runs nothing.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -
     }
     if result.risk_allowance:  # the allowance each MG ran with (intraday strict; none: the key is absent)
         total["risk_allowance"] = {k: _num(v) for k, v in sorted(result.risk_allowance.items())}
+    if result.premium_paid:  # what each owner chose to pay for clean energy (none: the key is absent)
+        total["clean_premium_paid"] = {k: _num(v) for k, v in sorted(result.premium_paid.items())}
     d = result.dayahead
     if d is not None:  # the day-ahead stage's stability check and its make-whole payments
         total["dayahead"] = {
@@ -136,12 +140,17 @@ def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -
 
 def allowance_line(result: SimulationResult) -> str:
     """Each MG's risk allowance and whose day ended above its conventional one (by how much, and whether
-    within the allowance: the bound rationality.py proves without a genset and checks with one)."""
+    within the allowance plus its owner's clean premiums: the bound rationality.py proves without a genset and
+    checks with one)."""
     totals = result.totals()
     p2p, conventional = totals["mg_cost_p2p"], totals["mg_cost_conventional"]
     assert isinstance(p2p, dict) and isinstance(conventional, dict)
     above = {k: p2p[k] - conventional[k] for k in sorted(p2p) if p2p[k] - conventional[k] > 1e-6}
-    beyond = [k for k, x in above.items() if x > result.risk_allowance.get(k, 0.0) + 1e-6]
+    beyond = [
+        k
+        for k, x in above.items()
+        if x > result.risk_allowance.get(k, 0.0) + result.premium_paid.get(k, 0.0) + 1e-6
+    ]
     return (
         "risk allowance per MG per day "
         + ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.risk_allowance.items()))
@@ -152,20 +161,24 @@ def allowance_line(result: SimulationResult) -> str:
 
 
 def strict_above_line(result: SimulationResult) -> str | None:
-    """The MGs whose day ended above their conventional day under the strict guard without an allowance (None:
-    none did). The guard keeps every MG within it except for what an owner's clean premium pays above the
-    market's money value (docs/market.md "Owner rules", "Not covered"), so a line here is that premium or a
-    fault; without it the JSON alone contradicted `--rationality strict`'s "no MG ends worse off" (U5)."""
+    """The MGs whose day ended above their conventional day plus the clean premiums their owners paid, under
+    the strict guard without an allowance (None: none did). The guard keeps every MG within that bound
+    (rationality.py: a clean purchase is charged at its price less the owner's premium), so a line here is
+    a fault; without it the JSON alone could contradict `--rationality strict`'s promise (U5)."""
     totals = result.totals()
     p2p, conventional = totals["mg_cost_p2p"], totals["mg_cost_conventional"]
     assert isinstance(p2p, dict) and isinstance(conventional, dict)
-    above = {k: p2p[k] - conventional[k] for k in sorted(p2p) if p2p[k] - conventional[k] > 1e-6}
+    above = {
+        k: p2p[k] - conventional[k] - result.premium_paid.get(k, 0.0)
+        for k in sorted(p2p)
+        if p2p[k] - conventional[k] - result.premium_paid.get(k, 0.0) > 1e-6
+    }
     if not above:
         return None
     return (
-        "day above its conventional one under the strict guard: "
+        "day above its conventional one plus its owner's clean premiums under the strict guard: "
         + ", ".join(f"{k} {x:.4f}" for k, x in above.items())
-        + " (the guard does not cover what an owner's clean premium pays; anything else is a fault)"
+        + " (the guard promises none is: a fault)"
     )
 
 

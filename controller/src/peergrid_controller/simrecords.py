@@ -197,6 +197,9 @@ class SimulationResult:
     dayahead: DayAheadSummary | None = None
     # the risk allowance each MG's day was run with (SimulationConfig.allowance); empty when every MG's is 0
     risk_allowance: dict[str, float] = field(default_factory=dict)
+    # the clean premium each MG's owner paid over the day (rationality.premium_paid; the strict guard lets the
+    # MG's day end this far above its conventional one); empty when none did
+    premium_paid: dict[str, float] = field(default_factory=dict)
 
     def totals(self) -> dict[str, object]:
         names = sorted(self.intervals[0].mg_cost_p2p) if self.intervals else []

@@ -142,6 +142,7 @@ def simulate(
     # what each MG may still spend and end no worse off than its conventional day (its own alternative),
     # plus the risk it accepts
     budget = {name: sum(costs) + cfg.allowance(name) for name, costs in conv.per_interval.items()}
+    paid_day: dict[str, float] = {}  # the clean premium each owner paid so far (rationality.premium_paid)
     results = []
     for t in range(n):
         if on_interval is not None:
@@ -211,6 +212,8 @@ def simulate(
             {p.name for p in participants if p.clean},
             outcome.trades,
         )
+        for name, x in premiums.items():
+            paid_day[name] = paid_day.get(name, 0.0) + x
         for mg in scenario.microgrids:
             net_kwh, money = positions.get(mg.name, (0.0, 0.0))
             valued = money + premiums.get(mg.name, 0.0)  # what the trades are worth to the owner
@@ -251,4 +254,5 @@ def simulate(
         tuple(results),
         cent.mip_gap if cent else float("nan"),
         risk_allowance=allowances if any(allowances.values()) else {},
+        premium_paid=paid_day,
     )
