@@ -11,8 +11,10 @@ Promises:
 - `DayBudget`: what the MG may still spend this day and end no worse off than its conventional (DSO-only)
   day plus the allowance: it starts at the conventional cost of the day from the agent's first interval and
   state plus the allowance, and each interval is charged with its `cost_p2p` as it was actually dispatched
-  and paid; a restarted agent goes on from its records (`resume_spend.recorded_spend`, read once), never a fresh
-  allowance, and with none left where they cannot say what the day cost so far (`RecordedSpend.unknown`: fail
+  and paid, less the clean premium its owner paid in it (`premium_paid`: as the buyer's curve judged the
+  purchase, the controller's rationality.premium_paid; the record keeps `cost_p2p` in real money and names
+  the premium, `resume_spend.PREMIUM_PAID`); a restarted agent goes on from its records
+  (`resume_spend.recorded_spend`, read once), never a fresh allowance, and with none left where they cannot say what the day cost so far (`RecordedSpend.unknown`: fail
   closed), as the running agent has none left once an interval failed (`fail_closed_after`); a shortfall a DSO
   change had left is kept by both (`DayBudget.short`, in the failed interval's record: `failed_record`).
 - `guard_curve`: strict — the plan's curve within the budget (`Guarded.fallback`, `Guarded.curve`); trades —
@@ -105,7 +107,8 @@ def anonym_trades(genesis: Any, state: Any) -> Callable[[dict[str, Any]], bool] 
 @dataclass
 class DayBudget:
     """The guard's budget for one MG's day (currency): `day` at its start (conventional cost + allowance),
-    `spent` the `cost_p2p` charged since (physical cost less P2P money)."""
+    `spent` what was charged since: each interval's `cost_p2p` (physical cost less P2P money) less the clean
+    premium paid in it (`premium_paid`)."""
 
     mode: str  # "strict", "trades" or "off": the config's `market.rationality`
     allowance: float
@@ -161,6 +164,19 @@ def day_budget(
         day, spent = resumed
         return DayBudget(mode, allowance, day, spent)
     return DayBudget(mode, allowance, interval_plan.cost_to_go(mg, dt, mg.intervals, t, state) + allowance)
+
+
+def premium_paid(trades: Sequence[tuple[bytes, dict[str, Any]]], me: bytes, premium: float) -> float:
+    """What this MG's owner paid in clean premium on its agreed `trades` (`chain_bargaining.position`'s): its
+    `premium` (currency per kWh, its own rules', as its bids used it) on every kWh it bought from a clean
+    seller (the trade's `clean`, the seller's offer as the contract agreed it). Its curve judged such a
+    purchase at the price less the premium (`moves.make_bid`), so the budget is charged the same: the
+    premium is what the owner chose to pay, not a loss the rest of the day must win back. Charged at the full
+    price it held a premium buyer below standing still and out of every later clean purchase (M15, U5 F5)."""
+    if premium <= 0.0:
+        return 0.0
+    bought: int = sum(tr["quantity"] for _, tr in trades if tr["buyer"] == me and tr.get("clean", False))
+    return premium * bought / 1000  # the chain's quantities are Wh
 
 
 def forecast_for(agent: Any, t: int) -> list[float] | None:
@@ -343,23 +359,25 @@ def choose(
     agreed_kw: float,
     money: float,
     forward_held: bool = False,
+    premium: float = 0.0,
 ) -> Chosen:
     """Interval t's dispatch for the agreed trade (kW, + export) and the money it brings: in strict mode the
-    guard's (`Guarded.dispatch`), else the plan's own (`interval_plan.deliver`; "forward" where the guard
-    is on but forward trades are held)."""
+    guard's (`Guarded.dispatch`, judged with the money plus the clean `premium` the owner paid in it,
+    `premium_paid`: what its curve judged the purchase at), else the plan's own (`interval_plan.deliver`;
+    "forward" where the guard is on but forward trades are held)."""
     if fallback is None or budget.mode != "strict":
         plan, delivered = interval_plan.deliver(t, sched, agreed_kw)
         return Chosen(
             sched, plan, delivered, "forward" if forward_held and budget.mode != "off" else "unguarded"
         )
     try:
-        picked, cost, state = fallback.dispatch(Options(sched, None), agreed_kw, money, budget.left)
+        picked, cost, state = fallback.dispatch(Options(sched, None), agreed_kw, money + premium, budget.left)
     except ScheduleError as exc:  # a trade within the guarded curve is deliverable: this is not expected
         log.warning("interval %d: the guard cannot dispatch the agreed trade (%s): the plan delivers what it "
                     "can", t, exc)  # fmt: skip
         plan, delivered = interval_plan.deliver(t, sched, agreed_kw)
         return Chosen(sched, plan, delivered, "undeliverable")
-    booked = {"cost": cost, "money": money}
+    booked = {"cost": cost, "money": money}  # real money: the record's figures (the premium is its own key)
     plan = picked.dispatch(agreed_kw)  # the same LP again (warm): the plan the guard's pick dispatched
     own_cost, own_state = picked.first_interval_cost_and_state()
     if picked is sched:

@@ -4,7 +4,8 @@ guard's budget on a restart (`guard.start_budget`), read in one pass over the re
 counterfactual and its verdicts from the same lines).
 
 Promises: `recorded_spend` reads the day's budget and what the recorded intervals before the resumed one cost
-(their `cost_p2p`: `RecordedSpend.resumed`) and the shortfall a DSO change had left where an interval failed
+(their `cost_p2p` less the clean premium the owner paid, `PREMIUM_PAID`, as the running budget was charged:
+`RecordedSpend.resumed`) and the shortfall a DSO change had left where an interval failed
 (`BUDGET_SHORT`: `RecordedSpend.short`), so a restarted agent never starts a fresh allowance mid-day nor gives a
 shortfall back, and what `RecordedSpend.unknown` needs to say when they cannot (a torn line, an interval this
 MG ran with no recorded cost): the guard then resumes with no allowance left. (Before, the budget and the
@@ -31,6 +32,10 @@ log = logging.getLogger("peergrid.edge.trader")
 
 BUDGET_DAY = "budget_day"
 """The interval record's key for the guard's budget at the day's start (conventional day cost + allowance)."""
+PREMIUM_PAID = "clean_premium_paid"
+"""The interval record's key for the clean premium the owner paid in it (`guard.premium_paid`), written only where
+it is above 0: the budget was charged the record's `cost_p2p` less it, and a restart charges the same (a record
+without it, no premium or written before the key, reads as it did)."""
 BUDGET_SHORT = "budget_short"
 """A failed interval's record key for the shortfall a DSO change had left (`guard.DayBudget.short`: how far the
 budget stood below the conventional value of the MG's state), which failing closed keeps; written only where it
@@ -141,10 +146,11 @@ def spend_of(lines: Iterable[str], t: int, stamp: str | None = None) -> tuple[Re
 def _budget_line(
     line: str, stamp: str | None
 ) -> tuple[tuple[int, float | None, float | None, float | None] | None, str | None, bool | None]:
-    """One record line's (interval, day's budget, cost, shortfall) where a record of the day `stamp` holds a
-    budget or a cost, or says the interval failed (its shortfall, 0 where it names none; None: not a failed
-    record), why it was skipped, and whether the line is a whole record of that day (None: it is not a JSON
-    object)."""
+    """One record line's (interval, day's budget, cost as charged: `cost_p2p` less `PREMIUM_PAID`, shortfall)
+    where a record of the day `stamp` holds a budget or a cost, or says the interval failed (its shortfall, 0
+    where it names none; None: not a failed record), why it was skipped (a premium that is not a finite
+    number at or above 0 too: the cost it charged is unknown), and whether the line is a whole record of that
+    day (None: it is not a JSON object)."""
     doc, refused = record_object(line)
     if doc is None:
         return None, f"{refused}: a cost it held is not counted", None
@@ -153,7 +159,7 @@ def _budget_line(
     if BUDGET_DAY not in doc and "cost_p2p" not in doc and "error" not in doc:
         return None, None, True
     k, budget, cost = doc.get("interval"), doc.get(BUDGET_DAY), doc.get("cost_p2p")
-    failed, short = "error" in doc, doc.get(BUDGET_SHORT, 0.0)
+    failed, short, premium = "error" in doc, doc.get(BUDGET_SHORT, 0.0), doc.get(PREMIUM_PAID, 0.0)
     if type(k) is not int:
         if BUDGET_DAY not in doc and "cost_p2p" not in doc:
             return None, None, True  # a failed record naming no interval number: nothing it says is read
@@ -161,6 +167,10 @@ def _budget_line(
     if not all(v is None or finite(v) for v in (budget, cost)):
         why = f"interval {k}'s budget or cost is not a number ({budget!r:.20}, {cost!r:.20}): skipped"
         return None, why, True
+    if not (finite(premium) and premium >= 0):
+        return None, f"interval {k}'s {PREMIUM_PAID} is not a premium ({premium!r:.20}): skipped", True
+    if cost is not None:  # the budget was charged the cost less the premium (`guard.premium_paid`)
+        cost = float(cost) - float(premium)
     if failed and not (finite(short) and short >= 0):
         return None, f"interval {k}'s {BUDGET_SHORT} is not a shortfall ({short!r:.20}): skipped", True
     return (k, _number(budget), _number(cost), _number(short) if failed else None), None, True

@@ -18,8 +18,8 @@ the day around its intervals, where a restarted agent joins and what follows the
        within this interval's [feed-in, retail], and asks past retail only where the interval's buyers include
        a clean premium that pays it (`seller_ceiling`); with `market.rationality` strict or trades the curve
        (and, strict, the dispatch of the agreed trade) is held by the owner's individual-rationality guard
-       (`guard.py`: the day ends within its conventional cost plus `risk_allowance`; the budget kept across
-       restarts);
+       (`guard.py`: the day ends within its conventional cost plus `risk_allowance` plus the clean premiums its
+       owner paid, the record's `clean_premium_paid` where it paid one; the budget kept across restarts);
   4.   bargains on the MGMC chain under its anonym (`chain_bargaining.py`): every offer, bid and move is a signed transaction, and
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
@@ -98,7 +98,7 @@ from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_se
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import PLAN_CONFIRMED, record_day, stamped
-from peergrid_edge.resume_spend import RecordedSpend
+from peergrid_edge.resume_spend import PREMIUM_PAID, RecordedSpend
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
@@ -290,7 +290,11 @@ class MarketAgent:
         self.phase = "trades"
         mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
         agreed_kw = net_kwh / self.dt
-        chosen = guard.choose(budget, fallback, t, sched, agreed_kw, money, forward_held=fixed is not None)
+        # a clean purchase is judged at its price less the owner's premium, as its curve judged it (`guard`)
+        premium_paid = guard.premium_paid(mine, self.anonym.public, rules.clean_premium)
+        chosen = guard.choose(
+            budget, fallback, t, sched, agreed_kw, money, forward_held=fixed is not None, premium=premium_paid
+        )
         sched, plan2, delivered_kw = chosen.sched, chosen.plan, chosen.delivered_kw  # the DSO re-plans on it
         injection_kw = plan2.p2p_net_export[0] + plan2.dso_net_export[0]
         self.phase = "injection"
@@ -348,7 +352,10 @@ class MarketAgent:
             cost, self.state = chosen.cost, chosen.state
         else:
             cost, self.state = sched.first_interval_cost_and_state()
-        budget.charge(cost - money)
+        # the premium on the final closing's clean purchases is what the owner chose to pay: credited back to the
+        # budget (`guard.premium_paid`; charged in full it locked a premium buyer out, M15's U5 F5)
+        premium_paid = guard.premium_paid(mine, self.anonym.public, rules.clean_premium)
+        budget.charge(cost - money - premium_paid)
         conv_cost, self.conv_state, to_go = interval_plan.counterfactual(
             mg, self.dt, sc.intervals, t, self.conv_state, None if answers.limit is None else answers.limit_kw(),
             self.state if t == self._last_interval() else None,
@@ -377,6 +384,7 @@ class MarketAgent:
                           "dso_done": dso_done, "end": time.time()},
                 "heights": self.ledger.heights(), "cost_to_go": to_go, "uncounted": uncounted,
                 "conv_state": asdict(self.conv_state), **guard.record(budget, chosen, cost - money),
+                **({PREMIUM_PAID: premium_paid} if premium_paid > 0 else {}),
             }
         )  # fmt: skip
 
