@@ -147,7 +147,7 @@ class Market:
         plays = []
         for name, (role, curve) in curves.items():
             me = Participant(self.keys[name].public.hex(), curve, ContractRules(), True)
-            plays.append(chain_bargaining.bargain(self.agents[name], t, me, role, FEED_IN, RETAIL, 0.0))
+            plays.append(chain_bargaining.bargain(self.agents[name], t, me, role, FEED_IN, RETAIL))
         await asyncio.wait_for(asyncio.gather(*plays), 120)
         names = {k.public: name for name, k in self.keys.items()}
         return [

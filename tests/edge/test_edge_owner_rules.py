@@ -201,7 +201,7 @@ def play_day(
                 roles[name] = role_at_mid(me, FEED_IN, RETAIL)
                 if opening == "previous":
                     start = chain_bargaining.opening_price(state, t, FEED_IN, RETAIL + premium)
-            plays.append(chain_bargaining.bargain(agent, t, me, roles[name], FEED_IN, RETAIL, premium, start))
+            plays.append(chain_bargaining.bargain(agent, t, me, roles[name], FEED_IN, RETAIL, start))
         histories = await asyncio.wait_for(asyncio.gather(*plays), 120)
         allocated: dict[str, int] = {}
         for _, trade in query.trades(ledger.state("mgmc"), t):

@@ -77,7 +77,7 @@ def play(tmp_path: Path, days: list[tuple[Market, float, int]]) -> list[dict[str
         for name, me in people.items():
             agent = agent_on(ledger, authority, anonyms[name], sent[name], rounds)
             role = role_at_mid(me, FEED_IN, retail)
-            plays.append(chain_bargaining.bargain(agent, t, me, role, FEED_IN, retail, premium, start))
+            plays.append(chain_bargaining.bargain(agent, t, me, role, FEED_IN, retail, start))
         await asyncio.wait_for(asyncio.gather(*plays), 120)
         prices: dict[str, list[int]] = {}
         for name, bodies in sent.items():

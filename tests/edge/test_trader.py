@@ -183,7 +183,7 @@ def test_the_trader_opens_its_sellers_at_the_previous_intervals_price_and_mid_bo
     calls: list[tuple[int, str, float | None]] = []
 
     async def bargain(agent: object, t: int, me: object, role: str, *args: object) -> list[object]:
-        calls.append((t, role, args[3] if len(args) > 3 else None))
+        calls.append((t, role, args[2] if len(args) > 2 else None))
         raise _Stop
 
     monkeypatch.setattr(trader, "bargain", bargain)

@@ -49,6 +49,7 @@ from peergrid_controller.moves import (
     open_seller,
     price_band,
     same_requests,
+    seller_ceiling,
     split_roles,
 )
 
@@ -186,7 +187,6 @@ def bargain(
 ) -> Outcome:
     cfg = config or BargainingConfig()
     premium = max((p.rules.clean_premium for p in participants), default=0.0)
-    upper = retail + premium
     # the roles are called within the DSO's own prices: a tick above retail every MG that can export would
     # rather buy from the DSO and sell to a peer, so a call reaching into the premium's range finds a feeder
     # of sellers only and nothing trades (measured: the bench's 20-MG owner-rules day with the guard off, 57
@@ -196,7 +196,7 @@ def bargain(
         lambda x: sum(capped(p, x) for p in participants), feed_in, retail, cfg.price_tolerance
     )
     sellers, buyers = split_roles(participants, feed_in, retail, price)
-    if upper > retail and price >= retail:
+    if premium > 0.0 and price >= retail:
         # a feeder short at every price below retail: at retail itself a buyer is indifferent between the DSO
         # and a peer, and a curve that goes on past retail (for the premium) buys nothing on its step there,
         # so it joins the buyers it was a tick below; sellers that go unsold then come down to it (measured:
@@ -205,16 +205,11 @@ def bargain(
         named = {p.name for p in sellers}
         buyers = [p for p in participants if p.name not in named and capped(p, below) < 0]
         buyers.sort(key=lambda p: p.name)
-    # a seller asks past retail only for a clean premium one of the interval's buyers pays, and only for its
-    # clean energy; never below its own floor (U4 F3, the edge's `chain_bargaining.seller_ceiling`: with every
-    # MG's premium in the ceiling, a seller's own included, the lab's two-round sellers stepped past retail
-    # with no buyer to pay it and nothing traded)
+    # a seller asks past retail only for a clean premium one of the interval's buyers pays (`seller_ceiling`,
+    # as the edge's sellers on the chain do)
     paid = max((b.rules.clean_premium for b in buyers), default=0.0)
     states: dict[str, SellerState] = {
-        s.name: open_seller(
-            s, feed_in, max(retail + (paid if s.clean else 0.0), s.rules.floor_price), cfg, price
-        )
-        for s in sellers
+        s.name: open_seller(s, feed_in, seller_ceiling(s, retail, paid), cfg, price) for s in sellers
     }
     rounds: list[Round] = []
     expected = ExpectedFill()

@@ -4,7 +4,7 @@ Public API shared by the in-memory bargaining (`bargaining.py`) and the edge's b
 - `interval_price(net_at, lo, hi)` — the interval's indicative price from quantities alone (a call: MGMCs answer
   posted prices with net quantities, bisection on the chain's tick), and `role(participant, price)` from it;
 - `open_seller` and `adjust` — a seller's price: start, then raise when sold out, lower when unsold (never
-  below what still covers what it sells, never outside its bounds);
+  below what still covers what it sells, never outside its bounds, the upper one `seller_ceiling`);
 - `make_offer` and `make_bid` — the moves themselves (an offer of zero kWh is a withdrawal);
 - `ExpectedFill` — the fill per seller a buyer counts on, smoothed across rounds from public positions only.
 Individual rationality: a seller's lowest price is the highest of its floor, the DSO's feed-in price and its own
@@ -39,6 +39,7 @@ __all__ = [
     "role",
     "role_at_mid",
     "same_requests",
+    "seller_ceiling",
     "split_roles",
 ]
 
@@ -139,6 +140,17 @@ def open_seller(
         return SellerState(price=(lower + upper) / 2, step=(upper - lower) / 4, lower=lower, upper=upper)
     price = min(max(price_tick(start), lower), upper)
     return SellerState(price=price, step=2 * cfg.price_tolerance, lower=lower, upper=upper)
+
+
+def seller_ceiling(seller: Participant, retail: float, paid: float) -> float:
+    """The highest price `seller` asks in an interval: the DSO's retail price (the highest of the MGs'), at
+    which a buyer is at best indifferent between a peer and the DSO; past it by `paid`, the largest clean
+    premium among the interval's buyers, only when its own energy is clean, since nobody else buys above
+    retail; never below its own floor, where the contract refuses an offer (above the ceiling it offers at
+    its floor and sells nothing). U4 F3: with the ceiling at retail + the largest premium of any MG, a
+    seller's own premium included, sellers opening at the previous price in the lab's two rounds stepped
+    past retail (0.220 -> 0.222 at interval 56) with no buyer to pay it, and all six MGs traded nothing."""
+    return max(retail + (paid if seller.clean else 0.0), seller.rules.floor_price)
 
 
 def make_offer(seller: Participant, price: float, interval: int) -> Offer:

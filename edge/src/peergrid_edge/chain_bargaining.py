@@ -53,6 +53,7 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
     price_band,
     prices_kept,
     same_requests,
+    seller_ceiling,
 )
 from peergrid_edge import debts
 from peergrid_edge.chain_closing import close_interval
@@ -130,18 +131,6 @@ def opening_price(state: Any, t: int, feed_in: float, upper: float) -> float | N
     return min(max(last, price_tick(feed_in)), price_tick(upper))
 
 
-def seller_ceiling(me: Participant, retail: float, premium: float) -> float:
-    """The highest price seller `me` asks in an interval: the DSO's retail price (the highest of the MGs'),
-    at which a buyer is at best indifferent between a peer and the DSO; past it by `premium`, the largest
-    clean premium among the interval's buyers (`buyers_premium`), only when its own energy is clean, since
-    nobody else buys above retail; never below its own floor, where the chain refuses an offer (above the
-    ceiling it offers at its floor and sells nothing). U4 F3: with the ceiling at retail + the largest premium
-    of any MG, a seller's own premium included, sellers opening at the previous price in the lab's two rounds
-    stepped past retail (0.220 -> 0.222 at interval 56) with no buyer to pay it, and all six MGs traded nothing.
-    """
-    return max(retail + (premium if me.clean else 0.0), me.rules.floor_price)
-
-
 def buyers_premium(state: Any, t: int, buyers: set[bytes]) -> float:
     """The largest clean premium (per kWh) in the public rules of interval t's `buyers`; 0.0 for none."""
     return max((query.rules(state, b, t)["clean_premium"] / 1000 for b in sorted(buyers)), default=0.0)
@@ -203,7 +192,6 @@ async def bargain(
     role: str,
     feed_in: float,
     retail: float,
-    premium: float,
     opening: float | None = None,
 ) -> list[dict[str, Any]]:
     """`opening`: where a seller opens, two ticks a step: the trader passes the previous interval's price
@@ -211,8 +199,8 @@ async def bargain(
     rounds are the simulation's move for move. None: the middle of its bounds, a quarter of them a step.
     A seller opens within [its lower bound, retail] (`seller_ceiling` with no premium: its offer is its join,
     before any buyer is known) and moves past retail only once the interval's buyers include one whose clean
-    premium pays for its clean energy. `premium`: the feeder's largest clean premium (the trader's curve
-    bounds); a seller's own ceiling is its buyers' (`buyers_premium`)."""
+    premium pays for its clean energy: its ceiling is its buyers' premium (`buyers_premium`), not the
+    feeder's."""
     agent.phase = "join"
     cfg = agent.cfg
     seller_state: SellerState | None = None
@@ -299,7 +287,7 @@ def _not_joined(t: int, kind: str) -> None:
 
 
 async def rebargain(
-    agent: MarketAgent, t: int, me: Participant, feed_in: float, retail: float, premium: float
+    agent: MarketAgent, t: int, me: Participant, feed_in: float, retail: float
 ) -> list[dict[str, Any]]:
     """Bargain again in interval t after a `market.reopen` in a FINAL block: the same sides as before (the
     contract keeps them), each from its standing position, rounds numbered on from the reopening's `round`

@@ -115,7 +115,7 @@ async def answer_iteration(
     if reopen is not None and await agent.ledger.wait_for("mgmc", reopened, 3 * agent.s.phase_timeout_s):
         entry["reopened"] = True
         if not contract.closed(agent.ledger.state("mgmc"), t):
-            history = await rebargain(agent, t, me, market.feed_in, market.retail, market.premium)
+            history = await rebargain(agent, t, me, market.feed_in, market.retail)
             entry["rounds"] = history
         entry["closed"] = await close_interval(agent, t, None)
         if entry["closed"]:

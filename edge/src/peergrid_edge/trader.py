@@ -281,7 +281,7 @@ class MarketAgent:
         # buyer's clean premium (`chain_bargaining.seller_ceiling`; U4 F3)
         opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail)
         if forward is None:
-            rounds = await bargain(self, t, me, role, feed_in, retail, premium, opening)
+            rounds = await bargain(self, t, me, role, feed_in, retail, opening)
             me = standing(self, me, t)  # what `bargain` moved within: the DSO's re-bargains must too
         else:  # closed by the day-ahead clear: its trades are the forward trades, nothing to bargain
             rounds = []
