@@ -37,6 +37,7 @@ from peergrid_controller.model import ContractRules, Scenario
 from peergrid_edge import own_nonce
 from peergrid_edge.replicas import FINAL_REFUSALS, Submission
 from peergrid_ledger import keys
+from peergrid_ledger.contracts.market import RULES_OVERTAKEN
 from peergrid_ledger.contracts.market_state import last_interval_key, rules_for, rules_key
 from peergrid_ledger.schema import PRICE, QUANTITY
 from peergrid_ledger.state import read_obj
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("peergrid.edge.rules")
 KIND = "market.rules"
 FRESH_MS = 3000  # a replica whose head is younger than this caught up (`agent_day.caught_up`'s bound)
-OVERTAKEN = "rules can change only after interval"  # the contract's refusal once a position came first
 CATCH_UP_S = (
     60.0  # how long the start waits for that at most (as the agent's own wait) before it looks anyway
 )
@@ -228,7 +228,8 @@ class RulesPoster:
         final = outcome.reason.startswith(FINAL_REFUSALS)
         if final:
             self.refused.add(_frozen(body))
-        if OVERTAKEN in outcome.reason:  # its position there landed first: the next pass starts after it
+        # the contract's words: its position there landed first, so the next pass starts after it
+        if RULES_OVERTAKEN in outcome.reason:
             why = "sent again at the next interval, from the one after this MG's last position"
         elif final:
             why = "not sent again (the chain would refuse it again)"

@@ -107,6 +107,7 @@ __all__ = [
     "KINDS",
     "MAX_DEMANDS",
     "NO_RULES",
+    "RULES_OVERTAKEN",
     "RULES_SHAPE",
     "allocate",
     "bid",
@@ -126,6 +127,11 @@ __all__ = [
     "trade_id",
 ]
 
+# the refusal's own words for rules a participant's position overtook (the edge's rules poster sends
+# them again from the interval after it on them)
+RULES_OVERTAKEN = "rules can change only after interval"
+
+
 # ---------------------------------------------------------------------------------------------- handlers
 
 
@@ -133,9 +139,7 @@ def set_rules(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord
     require_participant(sender, tx.kind)
     start = tx.body["from_interval"]
     last = read_obj(view, last_interval_key(tx.sender))
-    require(
-        last is None or start > last, Reason.RULE_VIOLATION, f"rules can change only after interval {last}"
-    )
+    require(last is None or start > last, Reason.RULE_VIOLATION, f"{RULES_OVERTAKEN} {last}")
     entries = [e for e in read_obj(view, rules_key(tx.sender)) or [] if e[0] < start]
     view.put_obj(rules_key(tx.sender), [*entries, [start, tx.body["rules"]]])
 
