@@ -138,14 +138,19 @@ def result_json(result: SimulationResult, chain: dict[str, int] | None = None) -
     return {"intervals": intervals, "total": total}
 
 
+def _above_conventional(result: SimulationResult) -> dict[str, float]:
+    """Each MG's day cost less its conventional day's (by name; negative: it gained)."""
+    totals = result.totals()
+    p2p, conventional = totals["mg_cost_p2p"], totals["mg_cost_conventional"]
+    assert isinstance(p2p, dict) and isinstance(conventional, dict)
+    return {k: p2p[k] - conventional[k] for k in sorted(p2p)}
+
+
 def allowance_line(result: SimulationResult) -> str:
     """Each MG's risk allowance and whose day ended above its conventional one (by how much, and whether
     within the allowance plus its owner's clean premiums: the bound rationality.py proves without a genset and
     checks with one)."""
-    totals = result.totals()
-    p2p, conventional = totals["mg_cost_p2p"], totals["mg_cost_conventional"]
-    assert isinstance(p2p, dict) and isinstance(conventional, dict)
-    above = {k: p2p[k] - conventional[k] for k in sorted(p2p) if p2p[k] - conventional[k] > 1e-6}
+    above = {k: x for k, x in _above_conventional(result).items() if x > 1e-6}
     beyond = [
         k
         for k, x in above.items()
@@ -165,14 +170,8 @@ def strict_above_line(result: SimulationResult) -> str | None:
     the strict guard without an allowance (None: none did). The guard keeps every MG within that bound
     (rationality.py: a clean purchase is charged at its price less the owner's premium), so a line here is
     a fault; without it the JSON alone could contradict `--rationality strict`'s promise (U5)."""
-    totals = result.totals()
-    p2p, conventional = totals["mg_cost_p2p"], totals["mg_cost_conventional"]
-    assert isinstance(p2p, dict) and isinstance(conventional, dict)
-    above = {
-        k: p2p[k] - conventional[k] - result.premium_paid.get(k, 0.0)
-        for k in sorted(p2p)
-        if p2p[k] - conventional[k] - result.premium_paid.get(k, 0.0) > 1e-6
-    }
+    beyond_premiums = {k: x - result.premium_paid.get(k, 0.0) for k, x in _above_conventional(result).items()}
+    above = {k: x for k, x in beyond_premiums.items() if x > 1e-6}
     if not above:
         return None
     return (
