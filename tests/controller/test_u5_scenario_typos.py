@@ -9,24 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from test_r25_scenario_keys import two_mg, write
 
 from peergrid_controller.scenario import ScenarioError, load_scenario
-
-ROOT = Path(__file__).resolve().parents[2]
-TWO_MG = ROOT / "controller/scenarios/two-mg.yaml"
-
-
-def two_mg() -> dict[str, Any]:
-    doc = yaml.safe_load(TWO_MG.read_text(encoding="utf-8"))
-    assert isinstance(doc, dict)
-    return doc
-
-
-def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
-    path = tmp_path / "scenario.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
 
 
 @pytest.mark.parametrize(

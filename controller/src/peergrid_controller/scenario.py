@@ -26,6 +26,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -262,9 +263,7 @@ def _describe(exc: ValidationError) -> str:
     if first["type"] != "extra_forbidden":
         return f"'{where}': {first['msg']}"
     known = sorted(_section_of(loc).model_fields)
-    near = difflib.get_close_matches(loc[-1], known, n=1)
-    hint = f"; did you mean '{near[0]}'?" if near else ""
-    return f"unknown key '{where}' (it takes {', '.join(known)}){hint}"
+    return f"unknown key '{where}' (it takes {', '.join(known)}){_did_you_mean(loc[-1], known)}"
 
 
 def _section_of(loc: tuple[str, ...]) -> type[BaseModel]:
@@ -360,44 +359,44 @@ _PARAM_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def _unknown(where: str, key: object, what: str, known: frozenset[str]) -> ScenarioError:
-    near = difflib.get_close_matches(str(key), sorted(known), n=1)
-    hint = f"; did you mean '{near[0]}'?" if near else ""
-    return ScenarioError(f"unknown key '{where}{key}' ({what} takes {', '.join(sorted(known))}){hint}")
+def _did_you_mean(word: object, known: Collection[str]) -> str:
+    """The hint for a typo: the nearest of `known` ("" when none is near)."""
+    near = difflib.get_close_matches(str(word), sorted(known), n=1)
+    return f"; did you mean '{near[0]}'?" if near else ""
+
+
+def _unknown(where: str, key: object, what: str, known: Collection[str]) -> ScenarioError:
+    return ScenarioError(
+        f"unknown key '{where}{key}' ({what} takes {', '.join(sorted(known))}){_did_you_mean(key, known)}"
+    )
+
+
+def _check_keys(where: str, section: object, what: str, known: Collection[str]) -> None:
+    """Each key of `section` is one of `known` (a section that is not a mapping is left to the models)."""
+    for key in section if isinstance(section, dict) else ():
+        if key not in known:
+            raise _unknown(where, key, what, known)
 
 
 def _check_lab_keys(raw: dict[str, Any]) -> None:
     """A key of the file, a profile, a microgrid or a device, or a device kind, that neither the controller nor
     firmware-sim takes: a typo (the sections' shapes are left to the models, which name what is wrong)."""
-    for key in raw:
-        if key not in LAB_KEYS["scenario"]:
-            raise _unknown("", key, "a scenario", LAB_KEYS["scenario"])
+    _check_keys("", raw, "a scenario", LAB_KEYS["scenario"])
     profiles = raw.get("profiles")
     for name, profile in profiles.items() if isinstance(profiles, dict) else ():
-        for key in profile if isinstance(profile, dict) else ():
-            if key not in LAB_KEYS["profile"]:
-                raise _unknown(f"profiles.{name}.", key, "a profile", LAB_KEYS["profile"])
+        _check_keys(f"profiles.{name}.", profile, "a profile", LAB_KEYS["profile"])
     microgrids = raw.get("microgrids")
     for index, mg in enumerate(microgrids if isinstance(microgrids, list) else ()):
-        if not isinstance(mg, dict):
-            continue
-        for key in mg:
-            if key not in LAB_KEYS["microgrid"]:
-                raise _unknown(f"microgrids.{index}.", key, "a microgrid", LAB_KEYS["microgrid"])
-        devices = mg.get("devices")
+        _check_keys(f"microgrids.{index}.", mg, "a microgrid", LAB_KEYS["microgrid"])
+        devices = mg.get("devices") if isinstance(mg, dict) else None
         for d_index, device in enumerate(devices if isinstance(devices, list) else ()):
-            if not isinstance(device, dict):
-                continue
             where = f"microgrids.{index}.devices.{d_index}."
-            for key in device:
-                if key not in LAB_KEYS["device"]:
-                    raise _unknown(where, key, "a device", LAB_KEYS["device"])
-            kind = device.get("kind")
+            _check_keys(where, device, "a device", LAB_KEYS["device"])
+            kind = device.get("kind") if isinstance(device, dict) else None
             if kind is not None and kind not in LAB_KINDS:
-                near = difflib.get_close_matches(str(kind), sorted(LAB_KINDS), n=1)
-                hint = f"; did you mean '{near[0]}'?" if near else ""
                 raise ScenarioError(
-                    f"'{where}kind': no device kind '{kind}' (one of {', '.join(sorted(LAB_KINDS))}){hint}"
+                    f"'{where}kind': no device kind '{kind}' (one of {', '.join(sorted(LAB_KINDS))})"
+                    + _did_you_mean(kind, LAB_KINDS)
                 )
 
 
@@ -408,9 +407,7 @@ def _check_param_keys(where: str, device: _Device) -> None:
         return
     known = sorted(set(model.model_fields) | LAB_PARAMS[device.kind])
     for key in sorted(set(device.params) - set(known)):
-        near = difflib.get_close_matches(key, known, n=1)
-        hint = f"; did you mean '{near[0]}'?" if near else ""
-        raise ScenarioError(f"unknown key '{where}.{key}' (a {device.kind} takes {', '.join(known)}){hint}")
+        raise _unknown(f"{where}.", key, f"a {device.kind}", known)
 
 
 def _genset(name: str, p: _GensetParams, dt: float) -> Genset:
