@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 import pytest
+from helpers_u5 import u5_feeder
 
 from peergrid_controller import simulate as simulation
 from peergrid_controller.market import Trade
@@ -22,69 +23,6 @@ from peergrid_controller.simulate import SimulationConfig, simulate, truncate
 from peergrid_controller.synth import synthetic_scenario
 
 PREMIUM = 0.03
-
-
-def u5_feeder(premium: float = PREMIUM) -> dict[str, object]:
-    """/work/notes/U5_work/r_clean.yaml: U5's three MGs, only the factory's owner has rules."""
-    return {
-        "name": "three-mg",
-        "profiles": {
-            "sunny": {
-                "irradiance": [[0, 0], [6, 0], [12.5, 950], [19, 0], [24, 0]],
-                "load": [[0, 0.5], [7, 0.8], [12, 0.7], [18, 1.0], [22, 0.8], [24, 0.5]],
-            },
-            "works": {
-                "irradiance": [[0, 0], [6, 0], [12.5, 900], [19, 0], [24, 0]],
-                "load": [[0, 0.4], [7, 0.9], [9, 1.0], [17, 0.9], [19, 0.5], [24, 0.4]],
-            },
-        },
-        "microgrids": [
-            {
-                "name": "solar",
-                "profile": "sunny",
-                "devices": [
-                    {"name": "pv1", "kind": "pv", "params": {"rating_w": 200000}},
-                    {
-                        "name": "bess1",
-                        "kind": "battery",
-                        "params": {
-                            "capacity_wh": 300000,
-                            "max_charge_w": 100000,
-                            "max_discharge_w": 100000,
-                            "soc_pct": 50,
-                        },
-                    },
-                    {"name": "load", "kind": "load", "params": {"critical_w": 40000, "sheddable_w": 20000}},
-                ],
-            },
-            {
-                "name": "factory",
-                "profile": "works",
-                "devices": [
-                    {"name": "pv1", "kind": "pv", "params": {"rating_w": 30000}},
-                    {"name": "load", "kind": "load", "params": {"critical_w": 150000, "sheddable_w": 50000}},
-                ],
-            },
-            {
-                "name": "diesel",
-                "profile": "sunny",
-                "devices": [
-                    {
-                        "name": "gen1",
-                        "kind": "genset",
-                        "params": {"rating_w": 120000, "min_load_pct": 30, "fuel_price_per_l": 0.6},
-                    },
-                    {"name": "load", "kind": "load", "params": {"critical_w": 60000, "sheddable_w": 20000}},
-                ],
-            },
-        ],
-        "market": {
-            "interval_minutes": 15,
-            "retail": [[0, 0.14], [7, 0.22], [17, 0.30], [21, 0.14], [24, 0.14]],
-            "feed_in": 0.05,
-            "mg_rules": {"factory": {"clean_only": True, "clean_premium": premium}},
-        },
-    }
 
 
 def test_premium_paid_is_the_buyers_premium_on_clean_kwh_only() -> None:
@@ -102,7 +40,7 @@ def test_premium_paid_is_the_buyers_premium_on_clean_kwh_only() -> None:
 def strict_morning() -> tuple[dict[str, float], dict[str, float], dict[int, dict[str, float]]]:
     """U5's feeder through 11:00 (44 intervals) under the strict guard on the memory venue: each MG's day
     above its conventional one, the premium each paid, and the kWh each interval's buyers bought."""
-    scenario = build_scenario(u5_feeder())
+    scenario = build_scenario(u5_feeder(PREMIUM))
     result = simulate(truncate(scenario, 44), SimulationConfig(rationality="strict"))
     totals = result.totals()
     p2p, conventional = totals["mg_cost_p2p"], totals["mg_cost_conventional"]

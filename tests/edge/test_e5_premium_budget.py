@@ -1,11 +1,12 @@
 """E5 (M15's fault on the edge): the strict guard charges a clean purchase to the buyer's day budget at its price
 less the owner's premium, as the buyer's curve judged it (`moves.make_bid`), not at the full price.
 
-U5's feeder (tests/controller/test_m15_premium_budget.py): one clean seller (`solar`), a genset MG, and
-`factory`, clean-only with a 0.03 premium. Each MG's trading agent (`MarketAgent.run_interval`) trades the
-morning from 07:00 on one real MGMC chain (the test_edge_guard harness). Charged in full, the first premium
-purchase held `factory`'s budget below standing still and it bought no more clean energy. The record keeps
-`cost_p2p` in real money and names the premium paid (`clean_premium_paid`); a restart charges the same.
+U5's feeder (tests/helpers_u5.py, shared with tests/controller/test_m15_premium_budget.py): one clean
+seller (`solar`), a genset MG, and `factory`, clean-only with a 0.03 premium. Each MG's trading agent
+(`MarketAgent.run_interval`) trades the morning from 07:00 on one real MGMC chain (the test_edge_guard
+harness). Charged in full, the first premium purchase held `factory`'s budget below standing still and it
+bought no more clean energy. The record keeps `cost_p2p` in real money and names the premium paid
+(`clean_premium_paid`); a restart charges the same.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_u5 import u5_feeder
 from test_edge_dayahead_session import ledger_for, run_on
 from test_edge_forward import venue_keys
 from test_edge_guard import agent_for
@@ -26,70 +28,6 @@ from peergrid_edge.resume_spend import PREMIUM_PAID, spend_of
 from peergrid_ledger.genesis import Params
 
 FIRST, LAST = 28, 36  # 07:00 - 09:00: the morning U5's factory was shut out of
-
-
-def u5_feeder(premium: float) -> dict[str, object]:
-    """/work/notes/U5_work/r_clean.yaml (as tests/controller/test_m15_premium_budget.py): U5's three MGs, only
-    the factory's owner has rules."""
-    return {
-        "name": "three-mg",
-        "profiles": {
-            "sunny": {
-                "irradiance": [[0, 0], [6, 0], [12.5, 950], [19, 0], [24, 0]],
-                "load": [[0, 0.5], [7, 0.8], [12, 0.7], [18, 1.0], [22, 0.8], [24, 0.5]],
-            },
-            "works": {
-                "irradiance": [[0, 0], [6, 0], [12.5, 900], [19, 0], [24, 0]],
-                "load": [[0, 0.4], [7, 0.9], [9, 1.0], [17, 0.9], [19, 0.5], [24, 0.4]],
-            },
-        },
-        "microgrids": [
-            {
-                "name": "solar",
-                "profile": "sunny",
-                "devices": [
-                    {"name": "pv1", "kind": "pv", "params": {"rating_w": 200000}},
-                    {
-                        "name": "bess1",
-                        "kind": "battery",
-                        "params": {
-                            "capacity_wh": 300000,
-                            "max_charge_w": 100000,
-                            "max_discharge_w": 100000,
-                            "soc_pct": 50,
-                        },
-                    },
-                    {"name": "load", "kind": "load", "params": {"critical_w": 40000, "sheddable_w": 20000}},
-                ],
-            },
-            {
-                "name": "factory",
-                "profile": "works",
-                "devices": [
-                    {"name": "pv1", "kind": "pv", "params": {"rating_w": 30000}},
-                    {"name": "load", "kind": "load", "params": {"critical_w": 150000, "sheddable_w": 50000}},
-                ],
-            },
-            {
-                "name": "diesel",
-                "profile": "sunny",
-                "devices": [
-                    {
-                        "name": "gen1",
-                        "kind": "genset",
-                        "params": {"rating_w": 120000, "min_load_pct": 30, "fuel_price_per_l": 0.6},
-                    },
-                    {"name": "load", "kind": "load", "params": {"critical_w": 60000, "sheddable_w": 20000}},
-                ],
-            },
-        ],
-        "market": {
-            "interval_minutes": 15,
-            "retail": [[0, 0.14], [7, 0.22], [17, 0.30], [21, 0.14], [24, 0.14]],
-            "feed_in": 0.05,
-            "mg_rules": {"factory": {"clean_only": True, "clean_premium": premium}},
-        },
-    }
 
 
 def strict_morning(tmp_path: Path, premium: float) -> dict[str, list[dict[str, Any]]]:
