@@ -3,9 +3,10 @@
 Promises: `write_replacing(path, body)` writes `body` to a new temporary beside `path` (made here with O_EXCL, mode
 0600, so never an existing file or a link), syncs it, renames it over `path` and syncs the folder: a crash leaves
 the old file or the new one, never a part, and a failure leaves no temporary. `open_lock(path)` opens a lock file
-for writing, never through a symbolic link (OSError, ELOOP, on a link). Run as root, a file made by these calls
-takes the owner of its folder, so the server's user can still read and replace it; a file found there is never
-given away.
+for writing, never through a symbolic link (OSError, ELOOP, on a link); `locked_beside(path, ...)` holds an
+exclusive `flock` of `<path>.lock` (opened so) for a block, one that cannot be opened being the caller's error.
+Run as root, a file made by these calls takes the owner of its folder, so the server's user can still read and
+replace it; a file found there is never given away.
 Why: the data directory belongs to the server's user, who may plant a link or a file in it; a root command that
 followed such a link, or chowned what it found, would hand root's files to that user (review41 R41-1).
 """
@@ -13,8 +14,10 @@ followed such a link, or chowned what it found, would hand root's files to that 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -53,6 +56,28 @@ def open_lock(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+@contextlib.contextmanager
+def locked_beside(path: Path, file: str, holds: str, refuse: Callable[[str], Exception]) -> Iterator[None]:
+    """An exclusive `flock` of `<path>.lock` beside `path` (its folder made if missing) for the block, so one
+    process's read-modify-write of `path` cannot lose another's. A lock that cannot be opened (a link planted as
+    it) raises `refuse(message)`, the message naming the lock, the `file` it guards ("user file") and what that
+    file `holds` ("user")."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    try:
+        fd = open_lock(lock)
+    except OSError as exc:
+        raise refuse(
+            f"{lock}: cannot open the {file}'s lock ({exc.strerror}; never through a symbolic link): "
+            f"remove it, it holds no {holds}, and look into who put it there"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (closing releases the flock)
 
 
 def give_to_folder_owner(fd: int, folder: Path) -> None:

@@ -7,7 +7,7 @@ node's name (a file that holds it lists it, to be removed); the file is written 
 never leaves half a file and no link planted in the folder is written through; run as root (`peergrid-dso user
 add` by hand), a new file takes the owner of its folder, so the server's user can still read it. `add` and
 `remove` read the file, change it and write it under an exclusive `flock` of `<file>.lock` beside it (as the
-enrolment token store does; opened by `data_files.open_lock`, never through a link), so two `peergrid-dso user
+enrolment token store does: `data_files.locked_beside`, never through a link), so two `peergrid-dso user
 add` at once both land (before, each wrote back the users it had read, and the second lost the first's). A file
 that is not ours raises `UserError` naming the path (and is never written over). A running server sees users added, removed or changed
 by the CLI at their next request (the file is re-read when it changes). Never stores or logs a plain password.
@@ -16,9 +16,7 @@ by the CLI at their next request (the file is re-read when it changes). Never st
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from peergrid_dso.data_files import open_lock, write_replacing
+from peergrid_dso.data_files import locked_beside, write_replacing
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
@@ -135,25 +133,10 @@ class UserStore:
             self._users = users
             self._save()
 
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
+    def _file_lock(self) -> contextlib.AbstractContextManager[None]:
         if self.path is None:  # users in memory only
-            yield
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = self.path.with_name(self.path.name + ".lock")
-        try:
-            fd = open_lock(lock)
-        except OSError as exc:
-            raise UserError(
-                f"{lock}: cannot open the user file's lock ({exc.strerror}; never through a symbolic link): "
-                "remove it, it holds no user, and look into who put it there"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # (closing releases the flock)
+            return contextlib.nullcontext()
+        return locked_beside(self.path, "user file", "user", UserError)
 
     def authenticate(self, name: str, password: str) -> User | None:
         if len(password) > MAX_PASSWORD:

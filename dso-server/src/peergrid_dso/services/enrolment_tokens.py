@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.data_files import open_lock, write_replacing
+from peergrid_dso.data_files import locked_beside, write_replacing
 
 FILE_TYPE = "peergrid-enrolment-tokens-v1"
 FILE_NAME = "enrolment-tokens.json"
@@ -126,21 +124,8 @@ class TokenStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            lock = self.path.with_name(self.path.name + ".lock")
-            try:
-                fd = open_lock(lock)
-            except OSError as exc:
-                raise TokenStoreError(
-                    f"{lock}: cannot open the enrolment token file's lock ({exc.strerror}; never through a "
-                    "symbolic link): remove it, it holds no token, and look into who put it there"
-                ) from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)  # (closing releases the flock)
+        with self._lock, locked_beside(self.path, "enrolment token file", "token", TokenStoreError):
+            yield
 
     def records(self) -> dict[str, TokenRecord]:
         with self._locked():
