@@ -30,8 +30,10 @@ def record(t: int, key: bytes, cost: float, conventional: float, money: float) -
     return json.dumps(doc | {"p2p_money": money}) + "\n"
 
 
-def market_of(records: Path, monkeypatch: pytest.MonkeyPatch, enrolled: dict[str, str]) -> dict[str, Any]:
-    """The interval-40 report of one trade SELLER -> BUYER (5 kWh at 0.18, 4 delivered)."""
+def scripted_market(
+    records: Path, monkeypatch: pytest.MonkeyPatch, enrolled: dict[str, str], **more: Any
+) -> LiveMarket:
+    """Interval 40: one trade SELLER -> BUYER (5 kWh at 0.18, 4 delivered); `more`: LiveMarket's own arguments."""
     from peergrid_ledger import query
     from peergrid_ledger.contracts import market_state
 
@@ -51,7 +53,12 @@ def market_of(records: Path, monkeypatch: pytest.MonkeyPatch, enrolled: dict[str
     )
     genesis = SimpleNamespace(params=SimpleNamespace(max_rounds=0))
     replica = SimpleNamespace(store=store, app=SimpleNamespace(state=None, genesis=genesis))
-    doc = LiveMarket(replica, lambda fn: fn(), enrolled, 0.25, records).report()
+    return LiveMarket(replica, lambda fn: fn(), enrolled, 0.25, records, **more)
+
+
+def market_of(records: Path, monkeypatch: pytest.MonkeyPatch, enrolled: dict[str, str]) -> dict[str, Any]:
+    """The interval-40 report of one trade SELLER -> BUYER (5 kWh at 0.18, 4 delivered)."""
+    doc = scripted_market(records, monkeypatch, enrolled).report()
     assert [iv["interval"] for iv in doc["intervals"]] == [40]
     return dict(doc)
 

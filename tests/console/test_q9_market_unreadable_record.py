@@ -11,19 +11,18 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from console.helpers import PASSWORD, ServedLab, browser_tests, paused_login
+from console.helpers import PASSWORD, ServedLab, browser_tests, paused_login, watched_page
 from console.lab_client import lab_client
+from console.test_c3_market_welfare import BUYER, SELLER, scripted_market
 from peergrid_dso.console.live_market import LiveMarket, unreadable_cost
 
 expect, pytestmark = browser_tests()
 
-SELLER, BUYER = b"\x0a" * 32, b"\x0d" * 32  # mg1 sells to mg3; mg5 trades nothing
-ENROLLED = {SELLER.hex(): "mg1", BUYER.hex(): "mg3"}
+ENROLLED = {SELLER.hex(): "mg1", BUYER.hex(): "mg3"}  # mg1 sells to mg3; mg5 trades nothing
 WAIT_MS = 30_000  # a bound against hanging, not a figure tested
 
 
@@ -34,26 +33,7 @@ def record(t: int, key: bytes | None, **costs: Any) -> str:
 
 def live_market(records: Path, monkeypatch: pytest.MonkeyPatch, **more: Any) -> LiveMarket:
     """Interval 40: one trade mg1 -> mg3 (5 kWh at 0.18, 4 delivered); `more`: LiveMarket's own arguments."""
-    from peergrid_ledger import query
-    from peergrid_ledger.contracts import market_state
-
-    def tx(kind: str, sender: bytes, **body: Any) -> Any:
-        return SimpleNamespace(kind=kind, sender=sender, body=body)
-
-    blocks = [
-        [tx("offer", SELLER, interval=40, round=1, price=180, quantity=20_000, clean=True)],
-        [tx("move", BUYER, interval=40, round=1, demands=[]), tx("trade", SELLER, interval=40)],
-    ]
-    trade = {"seller": SELLER, "buyer": BUYER, "price": 180, "quantity": 5_000,
-             "settlement": {"amount": 180 * 4_000, "delivered": 4_000}}  # fmt: skip
-    monkeypatch.setattr(query, "trades", lambda state, t: [(b"t" * 32, trade)] if t == 40 else [])
-    monkeypatch.setattr(market_state, "reopening", lambda state, t: None)
-    store = SimpleNamespace(
-        head_height=lambda: len(blocks), block=lambda h: SimpleNamespace(txs=blocks[h - 1])
-    )
-    genesis = SimpleNamespace(params=SimpleNamespace(max_rounds=0))
-    replica = SimpleNamespace(store=store, app=SimpleNamespace(state=None, genesis=genesis))
-    return LiveMarket(replica, lambda fn: fn(), ENROLLED, 0.25, records, **more)
+    return scripted_market(records, monkeypatch, ENROLLED, **more)
 
 
 def write_records(folder: Path) -> None:
@@ -136,9 +116,7 @@ def test_the_market_page_renders_with_the_unreadable_record_named(
     write_records(tmp_path)
     body = json.dumps(live_market(tmp_path, monkeypatch).report(), allow_nan=False)
     with ServedLab(users_file) as served:
-        page = browser.new_context().new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page, errors = watched_page(browser)
         page.route("**/console/api/market", lambda route: route.fulfill(status=200, body=body))
         paused_login(page, served.url, "vera")
         page.evaluate("location.hash = '#market'")
