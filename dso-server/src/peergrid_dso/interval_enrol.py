@@ -36,43 +36,34 @@ async def enrol(
 ) -> None:
     """Enrol every MG of `mgs` (the loop's `mgs` entries: `node`, `anonym`) on the DSO chain whose replica's
     state `state()` reads (module)."""
-    async with asyncio.TaskGroup() as group:  # in the MGs' order: their nonces too
-        for mg, entry in sorted(mgs.items()):
-            group.create_task(_enrol(mg, entry, adapter, dso_key, state, changed, said))
-
-
-async def _enrol(
-    mg: str,
-    entry: Any,
-    adapter: ChainAdapter,
-    dso_key: keys.Keypair,
-    state: Callable[[], Any],
-    changed: Changed,
-    said: Throttled,
-) -> None:
     from peergrid_ledger.core import is_revoked
 
-    anonym = bytes.fromhex(entry.anonym)
-    if is_revoked(state(), bytes.fromhex(entry.node)):
-        return  # revoked for good: it enrols again only with new keys
-    tries = 0
-    while query.account(state(), anonym) is None:
-        result = await adapter.submit(
-            dso_key, "enrol", {"mgmc": bytes.fromhex(entry.node), "anonym": anonym, "label": mg}
-        )
-        if result.ok:
-            continue
-        if result.reason == "refused":  # (unless an earlier one, pending meanwhile, enrolled it)
-            if query.account(state(), anonym) is None:
-                log.error("the DSO chain refuses to enrol %s: %s; not enrolled", mg, result.detail)
-            return
-        tries += 1
-        if tries == 1:  # the DSO chain makes no block until its co-validators, the MGMCs, run: they start
-            # after the DSO, so the first try times out as a matter of course (six WARNINGs at a lab's start)
-            log.info("enrolment of %s not final yet: %s; sent again", mg, result.detail)
-        else:
-            said.warning("enrolment of %s not final yet: %s", mg, result.detail)
-        await changed.wait(ENROL_RETRY_S)
+    async def enrol_one(mg: str, entry: Any) -> None:
+        anonym = bytes.fromhex(entry.anonym)
+        if is_revoked(state(), bytes.fromhex(entry.node)):
+            return  # revoked for good: it enrols again only with new keys
+        tries = 0
+        while query.account(state(), anonym) is None:
+            result = await adapter.submit(
+                dso_key, "enrol", {"mgmc": bytes.fromhex(entry.node), "anonym": anonym, "label": mg}
+            )
+            if result.ok:
+                continue
+            if result.reason == "refused":  # (unless an earlier one, pending meanwhile, enrolled it)
+                if query.account(state(), anonym) is None:
+                    log.error("the DSO chain refuses to enrol %s: %s; not enrolled", mg, result.detail)
+                return
+            tries += 1
+            if tries == 1:  # the DSO chain makes no block until its co-validators, the MGMCs, run: they start
+                # after the DSO, so the first try times out as a matter of course (six WARNINGs at a lab's start)
+                log.info("enrolment of %s not final yet: %s; sent again", mg, result.detail)
+            else:
+                said.warning("enrolment of %s not final yet: %s", mg, result.detail)
+            await changed.wait(ENROL_RETRY_S)
+
+    async with asyncio.TaskGroup() as group:  # in the MGs' order: their nonces too
+        for mg, entry in sorted(mgs.items()):
+            group.create_task(enrol_one(mg, entry))
 
 
 def active(mgs: Mapping[str, Any], state: Any) -> set[str]:
