@@ -119,7 +119,7 @@ def test_a_recorded_premium_is_credited_on_resume_and_a_bad_one_refused() -> Non
     ]
     spend, errors = spend_of((json.dumps(r) for r in good), 5)
     assert errors == [] and spend.resumed == pytest.approx((10.0, 2.5))
-    for bad in (-0.1, "0.5", float("inf")):
+    for bad in (-0.1, "0.5", float("inf"), 10**400):  # 10**400: no float holds it (math.isfinite raised)
         line = json.dumps({"interval": 3, "budget_day": 10.0, "cost_p2p": 2.0, PREMIUM_PAID: bad})
         spend, errors = spend_of([line], 5)
         assert len(errors) == 1 and PREMIUM_PAID in errors[0], errors

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peergrid_edge.resume import finite
 from peergrid_edge.settle_book import settled_figures
 
 Lookup = Callable[[bytes], "ChainView"]
@@ -111,7 +112,7 @@ def _trade_ok(t: Any) -> bool:
 
 
 def _number(v: Any) -> bool:
-    return type(v) in (int, float) and v == v and abs(v) != float("inf")
+    return finite(v)  # resume's: an integer beyond a float's range is damage too, never a crash at float()
 
 
 def _hex(v: str) -> bool:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -198,7 +199,11 @@ def _mg_state(c: Any, mg: Microgrid) -> MgState | str:
 
 
 def finite(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
+    """A JSON number a float can hold: not a bool, NaN or infinity, and no integer beyond a float's range (whose
+    math.isfinite raised OverflowError: a damaged record line crashed the restart that should refuse it, RR2)."""
+    if type(value) is int:
+        return abs(value) <= sys.float_info.max  # int against float compares exactly, never overflows
+    return type(value) is float and math.isfinite(value)
 
 
 def record_lines(record_file: Path | None) -> list[str]:
