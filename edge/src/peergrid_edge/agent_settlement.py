@@ -129,8 +129,9 @@ def metering_for(agent: MarketAgent) -> MgMetering:
         lambda trade: cover_prices(agent.ledger.state("mgmc"), trade) is not None,
         # its connection as the DSO posted it bounds a roll-over of its meter, as the DSO reads it (R38-2)
         lambda t: posted_w(agent.ledger.state("mgmc"), agent.anonym.public, t, round(s.interval_s * 1000)),
-        # the DSO server's https certificate is of the operator's CA, which the enrolment verifies it by (the pilot)
-        None if d.settings.enrolment is None else d.settings.enrolment.ca_file,
+        # the DSO server's https certificate is of the operator's CA, which the enrolment verifies it by (the
+        # pilot); read only where there is a DSO to post to
+        d.settings.enrolment.ca_file if s.dso_api_url and d.settings.enrolment is not None else None,
     )  # fmt: skip
     metering.confirmed.update(agent.recalled)
     return metering
