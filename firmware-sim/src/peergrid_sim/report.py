@@ -145,7 +145,8 @@ def rebargaining(dso: list[dict[str, Any]], edges: dict[str, list[dict[str, Any]
             ]
             for mg, recs in edges.items()
             for rec in recs
-            if rec.get("interval") == r["interval"]
+            # an interval record, not a settlement line after it (a buyer's settle, and since E4 a seller's)
+            if rec.get("interval") == r["interval"] and "settlement" not in rec
         }
         out.append({"interval": r["interval"], "contracts": r.get("adjustments", []), "iterations": r["rebargain"],
                     "secure": r.get("secure"), "unmet": r.get("unmet"), "mgs": per_mg})  # fmt: skip
