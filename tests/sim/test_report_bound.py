@@ -1,13 +1,29 @@
 """The testbed report's owner bound (`report_bound.owner_bound`): each MG's P2P day against its conventional
 day plus the risk allowance its edge records carry (K2's guard fields), the `rationality` section beside the
 check, records from before the guard (no allowance: today's check), and a guard field that is not a number
-named rather than raised."""
+named rather than raised. (Each MG's `dso_limited` and `cause`: tests/sim/test_d4_report_cause.py.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from peergrid_sim.report_bound import owner_bound
+
+# the bound's own fields (beside them the section names each MG's DSO limits and cause: test_d4_report_cause)
+BOUND = (
+    "risk_allowance",
+    "guard_mode",
+    "dso_cost",
+    "budget_day",
+    "budget_left",
+    "bound",
+    "cost_p2p",
+    "within",
+)
+
+
+def _bound(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: entry[k] for k in BOUND if k in entry}
 
 
 def _record(interval: int, allowance: float | None, dso_cost: float | None = None, mode: str = "strict",
@@ -34,7 +50,7 @@ def test_an_allowance_raises_the_bound_by_just_that_much() -> None:
     conv = {"mg1": 10.0, "mg2": 10.0}
     ok, section = owner_bound(edges, {"mg1": 12.9, "mg2": 10.0}, conv)
     assert ok and section["errors"] == []
-    assert section["mgs"]["mg1"] == {
+    assert _bound(section["mgs"]["mg1"]) == {
         "risk_allowance": 3.0, "guard_mode": "strict", "dso_cost": 0.25, "budget_day": 13.0, "budget_left": 2.5,
         "bound": 13.0, "cost_p2p": 12.9, "within": True,
     }  # fmt: skip
@@ -52,10 +68,15 @@ def test_records_without_an_allowance_keep_the_conventional_bound() -> None:
     edges = {"mg1": [_record(36, None), _record(37, None)]}
     ok, section = owner_bound(edges, {"mg1": 10.0 + 5e-7}, {"mg1": 10.0})
     assert ok  # within the float sums' slack
-    assert section["mgs"]["mg1"] == {
-        "risk_allowance": 0.0, "guard_mode": None, "dso_cost": 0.0, "budget_day": None, "budget_left": None,
+    assert _bound(section["mgs"]["mg1"]) == {
+        "risk_allowance": 0.0, "guard_mode": None, "dso_cost": None, "budget_day": None, "budget_left": None,
         "bound": 10.0, "cost_p2p": 10.0 + 5e-7, "within": True,
     }  # fmt: skip
+    # no guard, no DSO part recorded: unknown, not 0 (D4)
+    assert (
+        section["mgs"]["mg1"]["dso_cost_unknown"]
+        == "no guard fields (an edge from before the guard) in intervals 36, 37"
+    )
     ok, _ = owner_bound(edges, {"mg1": 10.01}, {"mg1": 10.0})
     assert not ok
     # rationality off (the lab's default): allowance 0, the guard's mode recorded

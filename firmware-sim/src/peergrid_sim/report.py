@@ -14,7 +14,8 @@ before t0: `start_section`) and the end-of-run quiesce — plus `checks`: every 
 identical head (same height, same hash), every store passes `peergrid-ledger verify`, every settled trade's
 settlement has an inclusion proof that verifies (those three from `report_ledger`), the executed topology was
 always secure, no MG paid more under P2P than it would have conventionally plus the risk allowance its owner
-accepted (`report_bound`, its `rationality` section beside), and the DSO node was ready
+accepted (`report_bound`, its `rationality` section beside: per MG the intervals a DSO limit bound it, the
+forward trades it held there and the sentence that names its cause), and the DSO node was ready
 before any MGMC started (a check not run is None, and `not_checked` says why: the quiesce of a lab stopped
 before its halt, `stop_note`); and the day-ahead make-whole as the MGMC chain settled it (`report_uplift`).
 Each trade names the day-ahead session it was traded forward in (`forward`, None: bargained intraday), and each
@@ -275,7 +276,7 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
     for role, figures in ledger.items():  # round timeouts each replica counted (the chain id names its role)
         per_node: dict[str, Any] = next((v for c, v in consensus.items() if c.startswith(role + "-")), {})
         figures["round_timeouts"] = {node: st.get("round_timeouts", 0) for node, st in per_node.items()}
-    within_bound, rationality = owner_bound(edges, cost_p2p, cost_conv)
+    within_bound, rationality = owner_bound(edges, cost_p2p, cost_conv, set(intervals))
     checks = {
         "intervals_done": len([r for r in dso if "error" not in r]),
         "replicas_agree": bool(ledger) and all(c["identical_heads"] for c in ledger.values()),
@@ -307,7 +308,7 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
         "trades": sorted(trades.values(), key=lambda tr: (tr["interval"], tr["seller"], tr["buyer"])),
         "mg_cost_p2p": cost_p2p,
         "mg_cost_conventional": cost_conv,
-        "rationality": rationality,  # per MG: allowance, bound, within, guard mode, dso_cost, budget
+        "rationality": rationality,  # per MG: allowance, bound, within, guard mode, dso_cost, DSO limits, cause
         "uplift": uplift_section(workdir),  # the day-ahead make-whole on the MGMC chain (`report_uplift`)
         "welfare": {
             "p2p": p2p_welfare,

@@ -2,7 +2,8 @@
 
 Promises: `html(report)` returns the page for a document as `report.write_report` builds it - checks, welfare
 (as costs, with the share of the achievable gain: `share_of_gain`, the bench's figure), each MG's cost and its
-bound (the `rationality` section), the day-ahead make-whole (`uplift`; one line where no session claimed one),
+bound (the `rationality` section, each MG's cause and the intervals a DSO limit bound it; a `dso_cost` not
+known shown as unknown, not 0), the day-ahead make-whole (`uplift`; one line where no session claimed one),
 prices per bargaining round, voltage profiles, block times, the ledger table and the end-of-run quiesce (as
 plain fields), pacing, re-bargaining (how the MGMCs answered each iteration), switch operations, device faults,
 trades (forward or intraday; without any bargaining round a line says why, not an empty plot; a check not run
@@ -78,7 +79,8 @@ def html(report: dict[str, Any]) -> str:
     )
     not_checked = report.get("not_checked") or {}
     checks = "".join(
-        f"<li><b>{h.escape(k)}</b>: {h.escape(not_checked[k] if v is None and k in not_checked else str(v))}</li>"
+        f"<li><b>{h.escape(k)}</b>: {h.escape(not_checked[k] if v is None and k in not_checked else str(v))}"
+        f"{_dearer(report) if k == 'p2p_not_dearer' else ''}</li>"
         for k, v in report["checks"].items()
     )
     sw = "".join(
@@ -120,7 +122,7 @@ def html(report: dict[str, Any]) -> str:
     bound_rows = "".join(
         f"<tr><td>{h.escape(mg)}</td><td>{e['risk_allowance']:.2f}</td><td>{_num(e.get('bound'))}</td>"
         f"<td>{_num(e.get('cost_p2p'))}</td><td>{e.get('within', '')}</td><td>{h.escape(str(e['guard_mode']))}</td>"
-        f"<td>{e['dso_cost']:.2f}</td><td>{_num(e.get('budget_left'))}</td></tr>"
+        f"<td>{_dso_cost(e)}</td><td>{_num(e.get('budget_left'))}</td></tr>"
         for mg, e in sorted((report.get("rationality") or {}).get("mgs", {}).items())
     )
     uplift = report.get("uplift") or {}
@@ -162,6 +164,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}</style></head><bod
 <h2>Each MG's bound: conventional day + its owner's risk allowance</h2><table><tr><th>MG</th><th>allowance</th>
 <th>bound</th><th>P2P day</th><th>within</th><th>guard</th><th>DSO's part (dso_cost)</th><th>budget left</th></tr>{bound_rows}</table>
 <p>{h.escape("; ".join((report.get("rationality") or {}).get("errors", [])))}</p>
+{_causes(report)}
 <h2>Day-ahead make-whole (uplift, currency)</h2>{uplift_table}<p>{h.escape(day_line)} {h.escape(str(uplift.get("error", "")))}</p>
 <h2>Prices per bargaining round</h2>{lines(price_series, "round (all intervals)", "price / kWh") if price_series else _no_rounds(report)}
 {by_anonym}
@@ -255,6 +258,75 @@ def _heads(heads: dict[str, Any]) -> str:
     return "; ".join(
         f"{node} at {height} ({str(head_hash)[:8]})" for node, (height, head_hash) in found.items()
     )
+
+
+def _dso_cost(entry: dict[str, Any]) -> str:
+    """The guard's DSO part: a number, or 'unknown' and why where no record of the run carries one (the guard
+    off: shown as 0.00 before D4, which hid a DSO-limited MG's cost); a sum over some records says so."""
+    known, why = entry.get("dso_cost"), entry.get("dso_cost_unknown")
+    if not isinstance(known, (int, float)):
+        return f"unknown ({h.escape(str(why))})" if why else "unknown"
+    return f"{known:.2f}" + (f" ({h.escape(str(why))})" if why else "")
+
+
+def _dearer(report: dict[str, Any]) -> str:
+    """After a failed `p2p_not_dearer`: each MG past its bound and its cause (`report_bound`)."""
+    dearer = (report.get("rationality") or {}).get("dearer") or {}
+    return "".join(f"<br>{h.escape(mg)}: {h.escape(str(why))}" for mg, why in sorted(dearer.items()))
+
+
+def _causes(report: dict[str, Any]) -> str:
+    """Each MG's cause in one line and the intervals a DSO limit bound it: the limit, whether it met it, its plan
+    before and its offer after, the forward trades it held there and that interval's P2P and conventional cost."""
+    mgs = sorted(((report.get("rationality") or {}).get("mgs") or {}).items())
+    causes = "".join(
+        f"<li><b>{h.escape(mg)}</b>: {h.escape(e['cause'])}</li>" for mg, e in mgs if e.get("cause")
+    )
+    rows = "".join(
+        f"<tr><td>{h.escape(mg)}</td><td>{t['interval']}</td>"
+        f"<td>{h.escape('; '.join(_limit_text(c) for c in t['limits']) or '-')}</td><td>{_met_text(t['met'])}</td>"
+        f"<td>{_num(t.get('injection_kw'))}</td><td>{_num(t.get('final_injection_kw'))}</td>"
+        f"<td>{h.escape(_held_text(t))}</td><td>{_num(t.get('cost_p2p'))}</td>"
+        f"<td>{_num(t.get('cost_conventional'))}</td><td>{_signed(t.get('above_conventional'))}</td></tr>"
+        for mg, e in mgs
+        for t in e.get("dso_limited") or []
+    )
+    table = (
+        "<table><tr><th>MG</th><th>interval</th><th>DSO limit</th><th>met</th><th>planned kW</th>"
+        "<th>offered kW</th><th>forward trades held</th><th>P2P</th><th>conventional</th><th>P2P - conventional</th>"
+        f"</tr>{rows}</table>"
+        if rows
+        else "<p>No DSO limit bound any MG in the run's intervals.</p>"
+        if mgs
+        else ""
+    )
+    return (f"<ul>{causes}</ul>" if causes else "") + table
+
+
+def _limit_text(contract: dict[str, Any]) -> str:
+    """'≥ -280.16 kW (bus 32 voltage …)': the contract's bound (either side, or both) and the DSO's reason."""
+    low, high = contract.get("min_injection_w"), contract.get("max_injection_w")
+    bounds = []
+    if isinstance(low, (int, float)):
+        bounds.append(f"≥ {low / 1000:.2f} kW")
+    if isinstance(high, (int, float)):
+        bounds.append(f"≤ {high / 1000:.2f} kW")
+    return f"{' and '.join(bounds) or 'no bound'} ({contract.get('reason') or 'no reason given'})"
+
+
+def _held_text(limited: dict[str, Any]) -> str:
+    kwh = limited.get("forward_kwh") or {}
+    held = ", ".join(f"{side} {q:.3f} kWh" for side, q in kwh.items() if q)
+    return f"{held} ({limited['forward']})" if held else "none"
+
+
+def _met_text(met: Any) -> str:
+    """Whether the MG met its limit ('no answer': the record holds the limit but no answer to it)."""
+    return "no answer" if met is None else _yes_no(met)
+
+
+def _signed(value: Any) -> str:
+    return "" if not isinstance(value, (int, float)) else f"{value:+.2f}"
 
 
 def _market(trade: dict[str, Any]) -> str:
