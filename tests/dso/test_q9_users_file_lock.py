@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from helpers_planted import ROOTS, planted_link
 
 from peergrid_dso.auth.users import UserError, UserStore
 
@@ -73,15 +74,11 @@ def test_a_bad_file_is_refused_not_written_over(tmp_path: Path) -> None:
 
 
 def test_a_link_planted_as_the_lock_is_refused_not_followed(tmp_path: Path, as_root: list[int]) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    victim = tmp_path / "shadow"
-    victim.write_text("root's\n")
-    (data / "console-users.json.lock").symlink_to(victim)
+    data, victim = planted_link(tmp_path, "console-users.json.lock")
     store = UserStore(data / "console-users.json", hasher=_quick())
     with pytest.raises(UserError, match=r"console-users\.json\.lock: cannot open the user file's lock"):
         store.add("admin", "admin", PASSWORD)
-    assert victim.read_text() == "root's\n" and victim.stat().st_ino not in as_root
+    assert victim.read_text() == ROOTS and victim.stat().st_ino not in as_root
     assert not (data / "console-users.json").exists()
     (data / "console-users.json.lock").unlink()
     store.add("admin", "admin", PASSWORD)  # the lock and the file made here: both given to the folder's owner

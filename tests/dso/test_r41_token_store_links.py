@@ -10,21 +10,18 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers_planted import ROOTS, planted_link
 
 from peergrid_dso.services.enrolment_tokens import TokenStore, TokenStoreError
 
 
 def test_a_link_planted_as_the_lock_file_is_refused_not_followed(tmp_path: Path, as_root: list[int]) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    victim = tmp_path / "shadow"
-    victim.write_text("root's\n")
-    (data / "enrolment-tokens.json.lock").symlink_to(victim)
+    data, victim = planted_link(tmp_path, "enrolment-tokens.json.lock")
     store = TokenStore(data / "enrolment-tokens.json")
     # before: followed, and the link's target given to the folder's owner
     with pytest.raises(TokenStoreError, match="cannot open the enrolment token file's lock"):
         store.issue("a-token", "mg1")
-    assert victim.stat().st_ino not in as_root and victim.read_text() == "root's\n"
+    assert victim.stat().st_ino not in as_root and victim.read_text() == ROOTS
     (data / "enrolment-tokens.json.lock").unlink()
     store.issue("a-token", "mg1")  # the lock and the file made here: both given to the folder's owner
     made = {(data / name).stat().st_ino for name in ("enrolment-tokens.json.lock", "enrolment-tokens.json")}
@@ -34,13 +31,9 @@ def test_a_link_planted_as_the_lock_file_is_refused_not_followed(tmp_path: Path,
 
 
 def test_a_link_planted_as_the_temporary_is_not_written_through(tmp_path: Path, as_root: list[int]) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    victim = tmp_path / "shadow"
-    victim.write_text("root's\n")
-    (data / f".enrolment-tokens.json.{os.getpid()}.tmp").symlink_to(victim)  # the name used before
+    data, victim = planted_link(tmp_path, f".enrolment-tokens.json.{os.getpid()}.tmp")  # the name used before
     TokenStore(data / "enrolment-tokens.json").issue("a-token", "mg1")
-    assert victim.read_text() == "root's\n" and victim.stat().st_ino not in as_root  # before: the token file
+    assert victim.read_text() == ROOTS and victim.stat().st_ino not in as_root  # before: the token file
     assert [p.name for p in data.iterdir() if p.name.endswith(".tmp")] == [
         f".enrolment-tokens.json.{os.getpid()}.tmp"
     ]

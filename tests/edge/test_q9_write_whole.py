@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers_planted import ROOTS, planted_link
 
 from peergrid_edge import files
 from peergrid_edge.enrolment import Enroller
@@ -47,15 +48,6 @@ WRITERS = {
 }
 
 
-@pytest.fixture
-def as_root(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run as root, with each file given to the folder's owner named by its inode (nothing is chown'd)."""
-    given: list[int] = []
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: given.append(os.fstat(fd).st_ino))
-    return given
-
-
 def _write(kind: str, folder: Path) -> Path:
     writer, name, _ = WRITERS[kind]
     writer(folder / name)
@@ -66,13 +58,9 @@ def _write(kind: str, folder: Path) -> Path:
 def test_a_link_planted_at_the_old_temporary_name_is_not_followed(
     kind: str, tmp_path: Path, as_root: list[int]
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    victim = tmp_path / "shadow"
-    victim.write_text("root's\n")
-    (data / WRITERS[kind][2]).symlink_to(victim)
+    data, victim = planted_link(tmp_path, WRITERS[kind][2])
     path = _write(kind, data)
-    assert victim.read_text() == "root's\n"  # before: the file's text
+    assert victim.read_text() == ROOTS  # before: the file's text
     assert json.loads(path.read_text())
     assert as_root == [path.stat().st_ino]  # only the file it made is given to the folder's owner
     assert oct(path.stat().st_mode & 0o777) == "0o600"
