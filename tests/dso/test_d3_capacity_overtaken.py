@@ -19,22 +19,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from helpers_replica import Wire, pump, wall_ms
+from helpers_replica import wall_ms
 
-from peergrid_dso.node_chains import ChainAdapter, Changed, Submitted
+from peergrid_dso.node_chains import ChainAdapter, Submitted
 from peergrid_dso.tariff import CapacityPoster
-from peergrid_ledger.consensus.engine import EngineConfig
-from peergrid_ledger.consensus.node import ChainReplica
 from peergrid_ledger.contracts import market
-from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.genesis import Account
 from peergrid_ledger.keys import Keypair
-from peergrid_ledger.store import BlockStore
 from peergrid_ledger.tx import sign_tx
 
+from .lone_chain import LoneMgmcChain
 from .test_capacity_poster import NOW_MS, Lab
 
 FIRST = 36
@@ -45,30 +42,16 @@ def offer(interval: int) -> dict[str, Any]:
     return {"interval": interval, "round": 1, "price": 100, "quantity": 10, "clean": True}
 
 
-class Replica:
+class Replica(LoneMgmcChain):
     """A lone authority's MGMC chain (market, exchange, uplift), its blocks made by hand (`pumping`)."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.authority, self.dso, self.seller = (Keypair.generate() for _ in range(3))
-        genesis = Genesis(
-            chain="mgmc", time=wall_ms() - 1000, authorities=(self.authority.public,),
-            accounts=(Account(self.dso.public, ("dso",)), Account(self.seller.public, ("anonym",), balance=10**9)),
-            contracts=("market", "exchange", "uplift"), params=Params(),
-        )  # fmt: skip
-        self.store = BlockStore.create(tmp_path / "mgmc", genesis)
-        self.wire = Wire()
-        self.replica = ChainReplica(
-            self.store, self.authority, EngineConfig(block_period_ms=50), self.wire, self.wire.schedule
-        )  # type: ignore[arg-type]
-        self.replica.start(wall_ms())
-        self.changed = Changed()
-        self.replica.on_commit.append(self.changed.fire)
-        self.node = SimpleNamespace(replicas={"mgmc": self.replica}, clock=wall_ms)
-
-    async def pumping(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            pump(self.replica, self.wire)
-            await asyncio.sleep(0.01)
+        accounts = (
+            Account(self.dso.public, ("dso",)),
+            Account(self.seller.public, ("anonym",), balance=10**9),
+        )
+        super().__init__(tmp_path / "mgmc", self.authority, accounts, ("market", "exchange", "uplift"))
 
 
 def test_a_capacity_its_mgs_first_position_overtook_is_sent_again_from_the_next_interval(

@@ -14,46 +14,38 @@ blocks, LevelDB store in tmp_path) holding an interval a day-ahead exchange clea
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from helpers_replica import Wire, pump, wall_ms
+from helpers_replica import pump, wall_ms
 
 from peergrid_dso.interval_node import DsoLoop
-from peergrid_dso.node_chains import ChainAdapter, Changed
-from peergrid_ledger.consensus.engine import EngineConfig
-from peergrid_ledger.consensus.node import ChainReplica
+from peergrid_dso.node_chains import ChainAdapter
 from peergrid_ledger.contracts import market
-from peergrid_ledger.genesis import Account, Genesis, Params
+from peergrid_ledger.genesis import Account, Params
 from peergrid_ledger.keys import Keypair
-from peergrid_ledger.store import BlockStore
 from peergrid_ledger.tx import sign_tx
 
+from .lone_chain import LoneMgmcChain
 from .test_rebargain_reopen import day_ahead_clear
 
 FIRST = 40
 
 
-class Lab:
+class Lab(LoneMgmcChain):
+    """A lone authority's MGMC chain (market, exchange) with a seller and a buyer, its blocks made by hand."""
+
     def __init__(self, tmp_path: Path, max_reopens: int = 3) -> None:
         self.authority, self.dso, self.seller, self.buyer = (Keypair.generate() for _ in range(4))
-        genesis = Genesis(
-            chain="mgmc", time=wall_ms() - 1000, authorities=(self.authority.public,),
-            accounts=(Account(self.dso.public, ("dso",)), Account(self.seller.public, ("anonym",), balance=10**9),
-                      Account(self.buyer.public, ("anonym",), balance=10**9)),
-            contracts=("market", "exchange"), params=Params(max_reopens=max_reopens),
-        )  # fmt: skip
-        self.store = BlockStore.create(tmp_path / "mgmc", genesis)
-        self.wire = Wire()
-        self.replica = ChainReplica(
-            self.store, self.authority, EngineConfig(block_period_ms=50), self.wire, self.wire.schedule
-        )  # type: ignore[arg-type]
-        self.replica.start(wall_ms())
-        self.changed = Changed()
-        self.replica.on_commit.append(self.changed.fire)
-        self.node = SimpleNamespace(replicas={"mgmc": self.replica}, clock=wall_ms)
+        accounts = (
+            Account(self.dso.public, ("dso",)),
+            *(Account(who.public, ("anonym",), balance=10**9) for who in (self.seller, self.buyer)),
+        )
+        contracts = ("market", "exchange")
+        super().__init__(
+            tmp_path / "mgmc", self.authority, accounts, contracts, Params(max_reopens=max_reopens)
+        )
 
     def land(self, who: Keypair, kind: str, body: dict[str, Any]) -> None:
         app = self.replica.app
@@ -77,11 +69,6 @@ class Lab:
         demands = [{"seller": self.seller.public, "quantity": 500}]
         self.land(self.buyer, "bid", {"interval": t, "round": 1, "demands": demands})
         self.land(self.buyer, "trade", {"interval": t})
-
-    async def pumping(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            pump(self.replica, self.wire)
-            await asyncio.sleep(0.01)
 
     def cleared(self) -> None:
         for who, kind, body in day_ahead_clear(FIRST, self.seller, self.buyer, self.dso):
@@ -114,13 +101,10 @@ def test_a_refused_reopen_is_reported_refused_with_the_contracts_reason(tmp_path
             await pumping
         return checked, sent
 
-    started = time.monotonic()
     checked, sent = asyncio.run(run())
-    took = time.monotonic() - started
     for result in (checked, sent):
         assert not result.ok and result.reason == "refused", result  # not "timeout" after 30 s
         assert result.detail.startswith("rule-violation: ") and "forward trades" in result.detail, result
-    assert took < 30.0, took  # not the timeout: it came back at the refusal (seconds here, not a threshold)
     assert not market.reopening(app.state, FIRST) and market.closed(app.state, FIRST)
     lab.store.close()
 
