@@ -5,9 +5,10 @@ day's end.
 Promises: `settler_for` gives the agent's Settler, submitting through the agent's own `SealedStatements`
 (`sealed_for`; kept as `MarketAgent.sealed`, which the day's end prunes): settles signed with its anonym on
 the MGMC chain, a statement on a trade whose parties the DSO priced (`market.tariff`) names this side's own
-shortfall, a dispute posts the sealed PCC readings (`on_dispute`). `pick_up` hands the Settler what the
-agent's last run left unsettled before interval t (with genesis `settle_by_both`, a meterless MG states what
-its recorded dispatch verdicts confirm), and watches those intervals again (`watch_counterparties`).
+shortfall, a dispute posts the sealed PCC readings and is followed until the DSO's settlement of it lands
+(`on_dispute`). `pick_up` hands the Settler what the agent's last run left unsettled before interval t (with
+genesis `settle_by_both`, a meterless MG states what its recorded dispatch verdicts confirm), and watches
+those intervals again (`watch_counterparties`).
 `metering_for` is the MG's metering (`pcc_readings.MgMetering`) over the daemon's store and meters.
 `watch_counterparties` follows interval t's disputes between other MGs that the DSO settles with this MG's
 readings (it bought from the disputed trade's seller or sold to its buyer), and the trades of t that stand
@@ -138,9 +139,19 @@ def metering_for(agent: MarketAgent) -> MgMetering:
 
 
 def on_dispute(agent: MarketAgent, pending: PendingSettle) -> None:
-    s = agent.s
+    """A trade of this MG's the chain shows disputed: its sealed PCC readings posted to the DSO
+    (`MgMetering.disputed`) until ten intervals after the day's last, and the chain read until the DSO's
+    settlement of it lands, which the Settler tells in its own line (`Settler.until_dso_settles`), for as
+    long again as the chain's `settle_wait_ms`: the DSO rules that wait after the dispute at the latest (its
+    own wait where it sets one), and readings may reach it until the posting ends. Both are tasks the daemon
+    ends before its store closes (`MgMetering.following`)."""
+    s, metering = agent.s, agent._metering()
     until = max(agent._start_of(agent._last_interval() + 1), time.time()) + 10 * s.interval_s
-    agent._metering().disputed(pending, s.interval_s, until, time.time, agent.d._sleep)
+    metering.disputed(pending, s.interval_s, until, time.time, agent.d._sleep)
+    wait_s = agent.ledger.replicas["mgmc"].app.genesis.params.settle_wait_ms / 1000
+    told = asyncio.ensure_future(agent.settler.until_dso_settles(pending, until + wait_s))
+    metering.following.add(told)
+    told.add_done_callback(metering.following.discard)
 
 
 def watch_counterparties(agent: MarketAgent, t: int) -> asyncio.Task[None] | None:

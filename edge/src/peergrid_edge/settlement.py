@@ -8,7 +8,8 @@ trade, bought or sold, once: not before the interval ended and its PCC meter was
 whenever it is sent), and reads `query.settlement(...)["state"]`: stated with its own statement on record, it
 reads the trade again every `first_wait_s` until its `deadline` (a silent counterparty), then sends the same
 body again, which settles it on its word; `disputed` ends it without a retry (the DSO settles it from both
-parties' sealed PCC readings; `on_dispute` hears of it); `settled`/`superseded` end it; a refusal because the
+parties' sealed PCC readings; `on_dispute` hears of it, and `until_dso_settles` reads the chain until the
+DSO's settlement lands, which gets its own line); `settled`/`superseded` end it; a refusal because the
 chain's interval clock says the interval has not ended (`rule-violation`) is retried. The chain may refuse an
 attempt for a reason another party cures later — the buyer's balance (its income from its own sales) not yet
 on chain, a lost nonce, no verdict in time, a transaction too old to land, a full pool — and then it is
@@ -199,6 +200,31 @@ class Settler:
             self._report(e)
         return ended
 
+    async def until_dso_settles(self, pending: PendingSettle, until: float) -> bool:
+        """A trade that ended `disputed` (its line recorded then), read on the chain every first wait until
+        the DSO's settlement of it lands: then its line, logged and recorded as any ending (`_report`: what
+        the chain settled, on the DSO's basis), so that the owner watching the journal reads how the dispute
+        ended (before: only `peergrid-edge day` said it). A trade superseded by a reopening ends it with a
+        line saying so; at `until` (time.time()) one line says the DSO has not settled it yet; a stopping
+        daemon ends it without one. True: the DSO's settlement landed and was told."""
+        trade = pending.trade.hex()[:16]
+        while not self._stopping():
+            step = judge(self._standing(pending.trade), None, pending.party)
+            if step == "settled":
+                self._report(Ended(pending, True, ""), "settled by the DSO after its dispute")
+                return True
+            if step in ("superseded", "permanent"):  # reopened, or gone from this replica: nothing to settle
+                log.info("interval %d: disputed trade %s is no longer for the DSO to settle: %s",
+                         pending.interval, trade, "superseded by a reopening" if step == "superseded"
+                         else "not on the chain")  # fmt: skip
+                return False
+            if self.now() >= until:
+                log.warning("interval %d: disputed trade %s is not settled by the DSO yet; `peergrid-edge day` "
+                            "shows it once it is", pending.interval, trade)  # fmt: skip
+                return False
+            await self._sleep(min(self.book.first_wait_s, until - self.now()))
+        return False
+
     async def _try(self, pending: PendingSettle) -> Ended | None:
         """`_attempt`; one that raises (a disk error keeping a salt, a bug) is logged with its traceback and
         booked refused, retried with back-off until the day's end, not final: a failing disk may cure, and a
@@ -265,13 +291,14 @@ class Settler:
             self._report(ended)
         return ended
 
-    def _report(self, ended: Ended) -> None:
+    def _report(self, ended: Ended, settled_words: str = "settled") -> None:
         """The trade's ending, logged and recorded: what the chain settled (`settled_figures`: delivered,
         compensation, this side's money), beside this side's own statement (`delivered`, `short`: what it
         said, which the chain's figures may differ from: U4's F5, a statement of 1968 Wh settled by the DSO at
         1964 with 632 micro-units of compensation). `attempts` counts the transactions sent (on a sealed
         chain a commitment and its reveal are two), `refused` those the chain refused: the log names refusals
-        only (U4's F6: 'settled at attempt 2' on every trade of a sealed chain, none of them refused)."""
+        only (U4's F6: 'settled at attempt 2' on every trade of a sealed chain, none of them refused).
+        `settled_words` say how a settled one settled in the log (`until_dso_settles`: by the DSO)."""
         p = ended.pending
         standing = self._standing(p.trade)
         try:  # the trade ended whatever this reads: a settlement of a shape it does not know is left out
@@ -279,7 +306,7 @@ class Settler:
         except (KeyError, TypeError, ValueError):
             chain = None
         if ended.settled:
-            log.info("interval %d: trade %s settled%s%s", p.interval, p.trade.hex()[:16], _told(chain, p),
+            log.info("interval %d: trade %s %s%s%s", p.interval, p.trade.hex()[:16], settled_words, _told(chain, p),
                      f" after {p.refused} refused attempt{'s' * (p.refused != 1)}" if p.refused else "")  # fmt: skip
         else:
             log.warning("interval %d: trade %s not settled: %s", p.interval, p.trade.hex()[:16], ended.reason)
