@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from peergrid_ledger.cli import main
 from peergrid_ledger.genesis import Genesis
 from peergrid_ledger.proof import ProofError, check_proof
 from peergrid_ledger.store import BlockStore, header_key
+from peergrid_ledger.store_copy import CopyError, opened_copy
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -205,6 +207,31 @@ def test_verify_a_locked_store_through_a_copy(
         assert status == 2 and "cannot open" in err
         status, out, _ = run(capsys, "verify", "--db", str(db), "--copy")
         assert status == 0 and out.startswith("OK: 5 blocks")
+
+
+def test_a_copy_that_cannot_be_taken_is_one_line_for_verify_and_rules(
+    demo_db: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Q11: `verify --copy` let shutil.copytree's error out as a traceback; `rules --copy` said it in one line.
+    Both copy through `store_copy.opened_copy` now and say the same words (a named pipe in the store's folder:
+    copytree refuses special files, as root too)."""
+    db, _ = demo_db
+    os.mkfifo(db / "stray.fifo")
+    with BlockStore.open(db):
+        for argv in (["verify", "--db", str(db), "--copy"], ["rules", "--db", str(db), "--copy", "ab" * 32]):
+            status, out, err = run(capsys, *argv)
+            assert status == 2 and out == "" and err.count("\n") == 1, argv
+            assert "cannot copy the store (stray.fifo: " in err and "named pipe" in err, argv
+
+
+def test_an_opened_copy_is_read_then_removed(demo_db: tuple[Path, dict[str, str]]) -> None:
+    db, _ = demo_db
+    with BlockStore.open(db) as held, opened_copy(db) as store:  # a running node holds the lock
+        copy = store.path
+        assert copy.parent != db.parent and store.head_height() == held.head_height() == 5
+    assert not copy.exists() and not copy.parent.exists()
+    with pytest.raises(CopyError, match="none: cannot copy the store"), opened_copy(db.parent / "none"):
+        pass
 
 
 def test_genesis_takes_anonyms_only_the_claim_window_and_the_spread_only_when_asked(

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -25,6 +23,7 @@ from .genesis import GenesisError
 from .keys import KeyFileError, Keypair, write_keyfile
 from .proof import ProofError, build_proof, check_proof
 from .store import BlockStore, StoreError
+from .store_copy import opened_copy
 from .tx import to_jsonable
 from .verify import VerifyReport, verify_store
 
@@ -85,23 +84,23 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _verify_copy(db: str) -> VerifyReport:
-    """Verify a copy of a store a running node holds locked. A copy taken while the node writes can catch a
-    compaction half-way (a table missing), so a failing copy is retried with a fresh one; a store that was
-    really tampered with fails every copy at the same place."""
+    """Verify a copy of a store a running node holds locked (`store_copy.opened_copy`). A copy taken while the
+    node writes can catch a compaction half-way (a table missing, or gone from under the copy), so a copy that
+    cannot be taken or opened is retried with a fresh one; a store that was really tampered with fails every
+    copy at the same place."""
     report: VerifyReport | None = None
+    failed: StoreError | None = None
     for _ in range(3):
-        with tempfile.TemporaryDirectory(prefix="peergrid-verify-") as scratch:
-            copy = Path(scratch) / "db"
-            shutil.copytree(db, copy, ignore=shutil.ignore_patterns("LOCK"))
-            try:
-                with _open_store(str(copy)) as store:
-                    report = verify_store(store)
-            except StoreError:
-                continue
+        try:
+            with opened_copy(db) as store:
+                report = verify_store(store)
+        except StoreError as exc:
+            failed = exc
+            continue
         if report.ok:
             break
     if report is None:
-        raise UsageError(f"{db}: no consistent copy could be opened")
+        raise UsageError(f"no consistent copy could be opened in 3 tries, the last: {failed}")
     return report
 
 

@@ -11,15 +11,13 @@ only; `--copy` reads a copy of a store a running node holds locked (its LOCK fil
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from .cli_args import UsageError, public_key, write_json
 from .contracts.market_state import last_interval_key, rules_for, rules_key
 from .state import read_obj
 from .store import STATE_PREFIX, BlockStore, StoreError
+from .store_copy import CopyError, opened_copy
 
 
 class _StoreState:
@@ -56,17 +54,13 @@ def cmd_rules(args: argparse.Namespace) -> int:
         with BlockStore.open(args.db) as store:
             doc = rules_doc(store, key, args.interval)
     else:
-        with tempfile.TemporaryDirectory(prefix="peergrid-rules-") as scratch:
-            copy = Path(scratch) / "db"
-            try:
-                shutil.copytree(args.db, copy, ignore=shutil.ignore_patterns("LOCK"))
-            except OSError as exc:
-                raise UsageError(f"{args.db}: cannot copy the store ({exc.strerror or exc})") from None
-            try:
-                with BlockStore.open(copy) as store:
-                    doc = rules_doc(store, key, args.interval)
-            except StoreError as exc:
-                raise UsageError(f"{args.db}: its copy cannot be read ({exc}); try again") from None
+        try:
+            with opened_copy(args.db) as store:
+                doc = rules_doc(store, key, args.interval)
+        except CopyError as exc:
+            raise UsageError(str(exc)) from None
+        except StoreError as exc:
+            raise UsageError(f"{args.db}: its copy cannot be read ({exc}); try again") from None
     write_json(doc, None)
     return 0
 
