@@ -22,9 +22,8 @@ its P2P trades, `cost_conventional` the same MG's cost trading with the DSO only
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,43 +340,43 @@ class DayError(Exception):
 def day_report(records: Path, ledger: Path, day: str | None = None, as_json: bool = False) -> str:
     """The day's summary of the record file `records` against the MGMC chain replica `ledger` (`summarise`),
     as text or JSON. The replica is opened as it is, or, while the daemon holds its lock, from a copy taken
-    now (LevelDB allows one process; the copy is read, never written, and removed)."""
+    now (LevelDB allows one process; `peergrid_ledger.store_copy`: the copy is read, never written, and
+    removed). A copy that cannot be taken (no room in the temporary folder, a file it cannot read) is a
+    `DayError` like any other failure to read."""
     from peergrid_ledger import query
     from peergrid_ledger.store import BlockStore, StoreError
+    from peergrid_ledger.store_copy import CopyError, opened_copy
 
     try:
         lines = records.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
         raise DayError(f"cannot read the records {records}: {exc.strerror or exc}") from None
     docs, skipped = read_records(lines, str(records))
-    with tempfile.TemporaryDirectory(prefix="peergrid-day-") as scratch:
+    with ExitStack() as opened:
         try:
-            store = BlockStore.open(ledger)
+            store = opened.enter_context(BlockStore.open(ledger))
         except StoreError as exc:
             if not ledger.is_dir() or "lock" not in str(exc).lower():
                 raise DayError(str(exc)) from None
-            copy = Path(scratch) / ledger.name  # the daemon runs: read what its replica held a moment ago
-            shutil.copytree(ledger, copy, ignore=shutil.ignore_patterns("LOCK"))
-            try:
-                store = BlockStore.open(copy)
+            try:  # the daemon runs: read what its replica held a moment ago
+                store = opened.enter_context(opened_copy(ledger))
+            except CopyError as failed:
+                raise DayError(f"{failed}, to read it while the daemon holds its lock") from None
             except StoreError as again:
                 raise DayError(f"{ledger} (copied while the daemon runs): {again}") from None
-        try:
-            state = store.load_state()
+        state = store.load_state()
 
-            def lookup(tid: bytes) -> ChainView:
-                return ChainView(query.trade(state, tid), query.settlement(state, tid))
+        def lookup(tid: bytes) -> ChainView:
+            return ChainView(query.trade(state, tid), query.settlement(state, tid))
 
-            def interval_trades(t: int) -> list[tuple[bytes, dict[str, Any]]]:
-                try:
-                    return query.trades(state, t)
-                except (KeyError, TypeError, ValueError):  # an interval the chain never closed
-                    return []
-
+        def interval_trades(t: int) -> list[tuple[bytes, dict[str, Any]]]:
             try:
-                summary = summarise(docs, lookup, interval_trades, day, skipped)
-            except ValueError as exc:
-                raise DayError(str(exc)) from None
-        finally:
-            store.close()
+                return query.trades(state, t)
+            except (KeyError, TypeError, ValueError):  # an interval the chain never closed
+                return []
+
+        try:
+            summary = summarise(docs, lookup, interval_trades, day, skipped)
+        except ValueError as exc:
+            raise DayError(str(exc)) from None
     return json.dumps(summary, indent=1) if as_json else render(summary)
