@@ -22,7 +22,8 @@ signs its readings and the DSO node meters it from the signatures only, as a fie
 reading the MGMCs' own sealed readings. With `--dayahead`, `--exchange-fee` (and `--uplift-fund-cap`) give a
 new lab directory's MGMC genesis an exchange fee that funds the session's make-whole (`lab_chains.ExchangeFee`);
 refused without `--dayahead`, and where the directory's genesis carries another. Assumes the console scripts
-of the other components are on PATH beside it (one venv). Binds loopback only.
+of the other components are on PATH beside it (one venv). Binds loopback only. A market lab's --workdir that an
+earlier start wrote in (anything beside the lab's keys) is refused in one line naming what is there (`run_before`).
 """
 
 from __future__ import annotations
@@ -243,25 +244,51 @@ def exchange_fee(args: argparse.Namespace) -> Any:
     return ExchangeFee(args.exchange_fee or 0, args.uplift_fund_cap or 0)
 
 
+# What a start of the lab writes in its directory, the most telling first: the name the refusal gives it. keys/ is
+# not here: `lab_loop` writes the lab's keys and geneses before any process starts, and a directory holding only
+# those is reused as it is (a kept lab directory, whose genesis the start checks)
+RUN_TRACES = (
+    ("records/dso.jsonl", "its interval records"),
+    ("records", "its nodes' records"),
+    ("nodes", "its nodes' ledger stores"),
+    ("logs", "its processes' logs"),
+    ("config", "its processes' configs"),
+    ("broker", "its broker's directory"),
+    ("endpoints.json", "its devices' endpoints"),
+    ("console-admin.txt", "its console login"),
+    ("pids.json", "its processes' ids"),
+    ("ports.json", "its ports"),
+)
+
+
 def run_before(workdir: Path) -> str:
-    """What of an earlier closed-loop run `workdir` holds ("" for none): its coordinated halt (the chains stop
-    above those heights at once) or its nodes' interval records (the follower would show them as this run's
-    intervals and call the run done). Why: a second start there halted at the old heights, printed the old
-    day's 16 intervals as done and wrote a report whose checks all passed, trading nothing (U4)."""
+    """What of an earlier start of the lab `workdir` holds ("" for none), as the refusal names it: its coordinated
+    halt (the chains stop above those heights at once), else the first of `RUN_TRACES` there (a directory counts
+    only with something in it). Why: a second start after a finished day halted at the old heights, printed the
+    old day's 16 intervals as done and wrote a report whose checks all passed, trading nothing (U4); one after a
+    run stopped before the DSO's first interval record ran on the old run's ledger stores and MGMC records and
+    was not refused (D4)."""
     from peergrid_sim.quiesce import halt_file
 
-    records = workdir / "records"
-    if halt_file(records).exists():
-        return f"its chains halted, {halt_file(records).relative_to(workdir)}"
-    if (records / "dso.jsonl").exists():
-        return "its interval records, records/dso.jsonl"
+    halt = halt_file(workdir / "records")
+    if halt.exists():
+        return f"its chains halted, {halt.relative_to(workdir)}"
+    for name, what in RUN_TRACES:
+        path = workdir / name
+        if path.is_dir():
+            inside = sorted(path.iterdir())
+            if inside:
+                more = f" (+{len(inside) - 2} more)" if len(inside) > 2 else ""
+                return f"{what}, {', '.join(str(p.relative_to(workdir)) for p in inside[:2])}{more}"
+        elif path.exists():
+            return f"{what}, {name}"
     return ""
 
 
 def lab_loop(args: argparse.Namespace, workdir: Path, scenario: Any) -> ClosedLoop | None:
     """The closed loop the testbed runs (`closedloop_run.ClosedLoop`; None: no market), with the lab's keys and
-    geneses written once (a start after one that wrote no interval record reuses them; a
-    directory that ran is refused, `run_before`): its t0 is fixed here, before the MGMC genesis, whose
+    geneses written once (a directory holding only those reuses them; one a start of the lab wrote in is
+    refused, `run_before`): its t0 is fixed here, before the MGMC genesis, whose
     settlement clock (with --settle-by-both) is the loop's own intervals, not ones a warm-up ahead."""
     fee = exchange_fee(args)  # (refused before anything is written)
     if args.no_market or (args.intervals is None and len(scenario.microgrids) < 2):
