@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from peergrid_dso.node_name import NODE_NAME
 from peergrid_ledger import keys
 from peergrid_ledger.codec import encode
 from peergrid_ledger.consensus.ledger_app import WAITING_CURES
@@ -52,7 +53,7 @@ MAX_IN_FLIGHT = 64
 out together and lands in a block or two, not one block each (the pool takes up to 1,024 per sender)."""
 FILL_EVERY_S = 1.0
 """While any of the adapter's transactions is in flight, how often it looks for a gap below them to fill."""
-FILLER_OPERATOR = "dso-node"
+FILLER_OPERATOR = NODE_NAME  # the gap fillers are the node's own records
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The console's user file: names, roles and argon2id password hashes, one JSON document written atomically.
 
-Promises: `UserStore.add` refuses bad names (the DSO node's own, `NODE_NAME`, too), unknown roles, short
-passwords and duplicates with `UserError`; `authenticate` returns the `User` or None and takes the same argon2
-time whether or not the name exists (no user enumeration by timing), and neither it nor `get` ever gives the
+Promises: `UserStore.add` refuses bad names (the DSO node's own, `node_name.NODE_NAME`, too, also with
+`replace`: no user is made or remade under it; there is no rename), unknown roles, short passwords and
+duplicates with `UserError`; `authenticate` returns the `User` or None and takes the same argon2 time whether or not the name exists (no user enumeration by timing), and neither it nor `get` ever gives the
 node's name (a file that holds it lists it, to be removed); the file is written 0600 by rename of a new temporary (`data_files`), so a crash
 never leaves half a file and no link planted in the folder is written through; run as root (`peergrid-dso user
 add` by hand), a new file takes the owner of its folder, so the server's user can still read it. `add` and
@@ -27,15 +27,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from peergrid_dso.data_files import locked_beside, write_replacing
+from peergrid_dso.node_name import NODE_NAME  # the Operations audit trail shows the node's lines under it
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
-# the DSO node's own name on the DSO chain (switching_watch.WATCH_OPERATOR, node_chains.FILLER_OPERATOR): the
-# Operations view's audit trail shows the node's records under it, so no operator may act under it too
-NODE_NAME = "dso-node"
 FILE_TYPE = "peergrid-console-users-v1"
 
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from peergrid_dso.console.chains import ReadableChain
 from peergrid_dso.console.operations import outcome
-from peergrid_dso.services.switching_watch import WATCH_OPERATOR
+from peergrid_dso.node_name import NODE_NAME
 
-NODE = WATCH_OPERATOR  # the name the node signs its own operator_action records with ("dso-node")
+NODE = NODE_NAME  # the name the node signs its own operator_action records with
 INTERVAL_PLAN = re.compile(r"interval-(\d+)")  # services.interval's plan ids
 START_ADOPTION = " at start"  # dso_node's adoption_id(..., "at start")
 SCAN_BACK = 10_000  # blocks read back from the head at the first scan: 5.6 h of an idle chain (2-s heartbeat)

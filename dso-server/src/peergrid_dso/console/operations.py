@@ -19,6 +19,9 @@ and the transactions the action caused, sealed with them into one final block; a
 approved plan) that was not done says so there and in the audit trail, with the executor's reason
 (`outcome`); enrolment records name the
 operator too. With a `ConsoleDb` the audit trail is also kept in the DSO's data directory across restarts.
+The audit trail in memory (`audit`, oldest first) holds the last `AUDIT_KEPT` lines, the operators' and the
+node's (`add_audit`); `audit_added` counts every line added, so a view's version moves when one is added to a full
+trail. Older lines stay on the DSO chain (and the operators' in the `ConsoleDb`); the view shows the last 50.
 The plans list keeps every pending (or executing) plan and the last `PLANS_KEPT_DECIDED` decided ones, the
 older dropped (the DSO chain keeps every approved plan's records); readers on other threads may iterate it.
 Callers check roles; this module trusts the user name it is given.
@@ -26,6 +29,7 @@ Callers check roles; this module trusts the user name it is given.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import secrets
@@ -67,6 +71,10 @@ CONFIRM_TTL_S = 120.0
 # long-running server kept every proposal ever made, all in the view's one table and in the operations version
 # the SSE stream computes on every tick for every open feed.
 PLANS_KEPT_DECIDED = 20
+# Audit lines kept in memory. The closed loop's node adds one for every interval it switches in and every change
+# its relay watch records, so a pilot that runs for months grew the list (and every view's copy of its tail)
+# without end; 1,000 is what the ConsoleDb gives back at a start, 20 times what the view shows.
+AUDIT_KEPT = 1000
 UNDECIDED = frozenset({"pending", "executing"})
 OPERATOR_MAX, ACTION_MAX, MAX_TXS = 64, 128, 256  # the ledger's operator_action limits
 Planner = Callable[[Feeder, np.ndarray, np.ndarray], tuple[int, ...]]
@@ -137,7 +145,9 @@ class Operations:
         self.plans: dict[str, Plan] = {}
         self.plans_kept = plans_kept
         self.db = db  # where the audit trail outlives a restart (the DSO chain holds the same records)
-        self.audit: list[dict[str, Any]] = db.audit() if db is not None else []
+        self.audit: list[dict[str, Any]] = (db.audit() if db is not None else [])[-AUDIT_KEPT:]
+        self.audit_added = 0  # lines added in this life (the view's version: `audit` stops growing when full)
+        self._auditing = threading.Lock()  # the node's reader inserts while an operator's action appends
         self.lock = threading.Lock()  # one operator action at a time; also guards sealing the DSO chain
         self._confirmations: dict[str, tuple[str, int, bool, float]] = {}
         self.wall = wall  # plan ids from it: the DSO chain keeps every id across restarts
@@ -204,10 +214,22 @@ class Operations:
             if any(tx.txid not in before for tx in chain.pending):
                 entry["mgmc_chain"] = self._record(chain, recorder, user, action, before)
         entry["at"] = time.time()
-        self.audit.append(entry)
+        self.add_audit(entry)
         if self.db is not None:
             self.db.add_audit(entry["at"], entry)
         return entry
+
+    def add_audit(self, line: dict[str, Any], *, by_height: bool = False) -> None:
+        """Add a line to the audit trail: last, or (`by_height`: the node's records, read after the fact) after every
+        line of its height or below; then only the last `AUDIT_KEPT` lines are kept."""
+        with self._auditing:
+            if by_height:
+                where = bisect.bisect_right(self.audit, line["height"], key=lambda e: e.get("height") or 0)
+                self.audit.insert(where, line)
+            else:
+                self.audit.append(line)
+            del self.audit[:-AUDIT_KEPT]
+            self.audit_added += 1
 
     @staticmethod
     def _record(chain: Any, recorder: Any, user: str, action: str, before: set[bytes]) -> dict[str, Any]:

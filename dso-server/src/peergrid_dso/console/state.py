@@ -22,7 +22,6 @@ reads (`stop_node_records`).
 
 from __future__ import annotations
 
-import bisect
 import logging
 import threading
 import time
@@ -97,7 +96,7 @@ class ConsoleState:
         plans = [(p.id, p.status, len(p.steps), len(p.chain), p.alarm) for p in list(self.ops.plans.values())]
         enrolled = [(e.mgmc, e.status) for e in list(self.dso.enrolment.enrolments.values())]
         node = 0 if self.node_records is None else self.node_records.changes  # a plan's line changed in place
-        return hash((tuple(plans), tuple(enrolled), len(self.ops.audit), node)) & 0xFFFFFFFF
+        return hash((tuple(plans), tuple(enrolled), self.ops.audit_added, node)) & 0xFFFFFFFF
 
     def follow_node_records(
         self, running: Callable[[], bool], every_s: float = 1.0
@@ -140,11 +139,8 @@ class ConsoleState:
                 self._unread, lines = True, []
             else:
                 self._unread = False
-            for line in lines:  # the list only grows: `_seal` appends, and the route copies its tail
-                where = bisect.bisect_right(
-                    self.ops.audit, line["height"], key=lambda e: e.get("height") or 0
-                )
-                self.ops.audit.insert(where, line)
+            for line in lines:  # by height among the operators' (`_seal` appends); the route copies its tail
+                self.ops.add_audit(line, by_height=True)
             return self.node_records.changes
 
     def market_view(self) -> dict[str, Any]:

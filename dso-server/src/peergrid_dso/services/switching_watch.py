@@ -49,10 +49,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from peergrid_dso.node_name import NODE_NAME
 from peergrid_dso.services.dso_chain import switch_name
 from peergrid_dso.services.switching_adopt import read_relays
 
-WATCH_OPERATOR = "dso-node"  # the node itself, as the chain adapter's gap fillers name it
+WATCH_OPERATOR = NODE_NAME  # the node itself, as the chain adapter's gap fillers name it
 ACTION_CHARS = 128  # the ledger's `operator_action` action: Str(128)
 RECEDING_CHECKS = 4  # checks in a row saying less than the record, none twice, after which it is `settled`
 log = logging.getLogger("peergrid_dso.switching")
