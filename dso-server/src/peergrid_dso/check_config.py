@@ -40,7 +40,11 @@ def check_config(config: str) -> int:
         busy = None
         if (state_file := console_db_path(settings.console.users_file)) is not None:
             busy = check_console_state(state_file)
-        warnings = preflight(settings, broker=False)
+        from peergrid_dso.services.enrolment_file import check_at_start
+
+        warnings = check_at_start(settings.console.users_file, settings.loop) + preflight(
+            settings, broker=False
+        )
         if busy is not None:
             warnings.insert(0, busy)
     except ConfigError as err:

@@ -118,8 +118,10 @@ def serve(args: argparse.Namespace) -> int:
         if (tokens := token_store_path(settings.console.users_file)) is not None:
             TokenStore.open(tokens)  # a damaged enrolment token file: the same, never read as no token
         from peergrid_dso.live import preflight  # the closed loop's key, geneses, relays file
+        from peergrid_dso.services.enrolment_file import check_at_start
 
-        warnings = preflight(settings)
+        # a damaged enrolment file, or the loop's keys for an MG that enrolled again with new ones: the same
+        warnings = check_at_start(settings.console.users_file, settings.loop) + preflight(settings)
     except (ConsoleStateError, TokenStoreError) as err:
         exit_with_config_error(PROGRAM, ConfigError(str(err)))
     except ConfigError as err:

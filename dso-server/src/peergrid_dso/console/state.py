@@ -40,6 +40,7 @@ from peergrid_dso.console.operations import Operations
 from peergrid_dso.console.relay_watch import standing, watch_of, watch_view
 from peergrid_dso.console.settings import ConsoleSettings
 from peergrid_dso.console.switchgear import DsoSwitchgear
+from peergrid_dso.services.enrolment_file import EnrolmentFile, check_loop_keys, enrolment_file_path
 from peergrid_dso.services.enrolment_tokens import TokenStore, token_store_path
 
 log = logging.getLogger("peergrid_dso.console")
@@ -254,6 +255,12 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
     db = ConsoleDb.open(path) if (path := console_db_path(settings.users_file)) is not None else None
     if (tokens := token_store_path(settings.users_file)) is not None:  # issued tokens outlive a restart
         dso.enrolment.store = TokenStore.open(tokens)
+    if (queue := enrolment_file_path(settings.users_file)) is not None:  # and so does the enrolment queue
+        dso.enrolment.keep_in(EnrolmentFile(queue))
+        # the loop's keys beside the queue, with the DSO chain's word on revocations (a stand-in loop has none)
+        if (node_settings := getattr(loop, "node_settings", None)) is not None:
+            for line in check_loop_keys(node_settings.mgs, dso.enrolment.enrolments):
+                log.warning("%s", line)
     ops = Operations(grid, dso, db=db, plans_kept=settings.plans_kept)
     explorers = {"dso": ChainExplorer("dso", dso.chain, None if live else ops.lock)}
     live_market = None

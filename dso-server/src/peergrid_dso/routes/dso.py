@@ -23,6 +23,7 @@ from peergrid_dso.services.acvalidate import ValidationMismatch, cross_check, va
 from peergrid_dso.services.container import DsoServices
 from peergrid_dso.services.dso_chain import ChainRejected
 from peergrid_dso.services.enrolment import EnrolmentRefused
+from peergrid_dso.services.enrolment_file import EnrolmentFileError
 from peergrid_dso.services.enrolment_tokens import TokenStoreError
 from peergrid_dso.services.injections import InjectionGate, InjectionRefused
 from peergrid_dso.services.powerflow import IslandedLoadError
@@ -127,6 +128,8 @@ def enrol(body: EnrolmentRequest, dso: DsoServices = Depends(get_dso)) -> dict[s
         raise HTTPException(403, str(exc)) from None
     except TokenStoreError as exc:
         raise _token_store_down(exc) from None
+    except EnrolmentFileError as exc:  # not kept, so not taken: 503, and the MGMC asks again
+        raise HTTPException(503, f"the enrolment queue cannot be kept: {exc}") from None
     return e.to_json()
 
 

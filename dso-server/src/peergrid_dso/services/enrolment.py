@@ -17,8 +17,13 @@ a request under another label is refused. With a `store` (`enrolment_tokens.Toke
 directory) tokens outlive a restart and are shared with `peergrid-dso enrolment token create`; without one they
 live in memory (the lab). A token's own MGMC may send its request again with it (the DSO lost its pending
 enrolment in a restart: it waits again); any other key is refused as for a used token. Revoking an MGMC retires
-the tokens it used in the store, so after a restart (which empties the queue of enrolments the loop's config does
-not name) a revoked key is still refused rather than pending again under its MG's name.
+the tokens it used in the store, so after a restart without the queue's file (which empties the queue of
+enrolments the loop's config does not name) a revoked key is still refused rather than pending again under its MG's name. With a `file`
+(`enrolment_file.EnrolmentFile`, the DSO's data directory) the queue outlives a restart: `keep_in(file)` reads it
+back (a damaged file raises `EnrolmentFileError`, never an empty queue) and every change (a request taken, an
+approval, a revocation) writes the whole queue before it is answered; a request the file cannot take is undone
+and raises `EnrolmentFileError` (its MGMC asks again), an approval or revocation that landed on the chain but not
+in the file raises `EnrolmentRefused` saying so.
 Assumes a recorder with `submit(kind, body)` that raises when the chain refuses (`dso_chain.ChainRecorder`).
 """
 
@@ -50,12 +55,15 @@ def enrolment_digest(token: str, mgmc: bytes, anonym: bytes, label: str) -> byte
     return h.digest()
 
 
+STATUSES = ("pending", "authorised", "revoked")
+
+
 @dataclass
 class Enrolment:
     mgmc: bytes
     anonym: bytes
     label: str
-    status: str  # "pending" | "authorised" | "revoked"
+    status: str  # one of STATUSES
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,8 +90,41 @@ class EnrolmentService:
     revoked_on: set[tuple[int, bytes]] = field(default_factory=set)  # (0 DSO / 1 MGMC chain, key) landed
     store: Any = None  # enrolment_tokens.TokenStore (the DSO's data directory); None: `tokens` in memory
     token_labels: dict[str, str] = field(default_factory=dict)  # in memory: the MG a token was issued for
+    # enrolment_file.EnrolmentFile (the DSO's data directory); None: the queue in memory only (the lab)
+    file: Any = None
     # one request at a time: the token check, the name check and the insertion as one step (review41 R41-2)
     _taking: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def keep_in(self, file: Any) -> bool:
+        """Keep the queue in `file` from now on, adding the enrolments it holds for MGMCs the queue does not
+        (those of the loop's config are read from the DSO chain at start: they stand); written back when that
+        changed it. Whether it did."""
+        with self._taking:
+            kept = file.read()
+            merged = kept | self.enrolments
+            self.enrolments.clear()
+            self.enrolments.update(merged)
+            self.file = file
+            changed = [e.to_json() for e in merged.values()] != [e.to_json() for e in kept.values()]
+            if changed:
+                file.write(list(merged.values()))
+            return changed
+
+    def _save(self) -> None:
+        """Write the whole queue to the file (under `_taking`, so the last write holds the last change)."""
+        if self.file is not None:
+            self.file.write(list(self.enrolments.values()))
+
+    def _saved(self, e: Enrolment, done: str) -> None:
+        """After an approval or revocation on the chain: the queue written, or `EnrolmentRefused` saying why not."""
+        with self._taking:
+            try:
+                self._save()
+            except Exception as exc:  # EnrolmentFileError, OSError (a full disk)
+                raise EnrolmentRefused(
+                    f"{done} on the DSO chain, but the enrolment file could not be written ({exc}): the console "
+                    f"shows it {e.status} until a restart, which reads the file as it was"
+                ) from None
 
     def issue_token(self, label: str | None = None) -> str:
         """A new one-time token, for the MG `label` only when given (`ValueError` for a bad label)."""
@@ -156,6 +197,11 @@ class EnrolmentService:
             raise EnrolmentRefused("unknown or already used enrolment token")
         enrolment = Enrolment(mgmc, anonym, label, "pending")
         self.enrolments[mgmc] = enrolment
+        try:
+            self._save()
+        except BaseException:  # not kept, not taken: its MGMC sends it again (its token lets it)
+            del self.enrolments[mgmc]
+            raise
         return enrolment
 
     def approve(self, mgmc: bytes, operator: str = UNNAMED) -> Enrolment:
@@ -166,6 +212,7 @@ class EnrolmentService:
         body = {"mgmc": e.mgmc, "anonym": e.anonym, "label": e.label, "operator": _operator(operator)}
         self.recorder.submit("enrol", body)
         e.status = "authorised"
+        self._saved(e, "approved")
         return e
 
     def revoke(self, mgmc: bytes, operator: str = UNNAMED) -> Enrolment:
@@ -192,6 +239,7 @@ class EnrolmentService:
                     f"revoked on the chain, but its token could not be retired ({exc}): revoke it again"
                 ) from None
         e.status = "revoked"
+        self._saved(e, "revoked")
         return e
 
     def _get(self, mgmc: bytes) -> Enrolment:
