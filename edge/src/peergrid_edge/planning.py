@@ -6,8 +6,11 @@ curtailment as a per-inverter export limit in proportion to rating (no limit bel
 all available PV), genset start/stop for every genset, and load shedding by switching off sheddable loads, largest
 sheddable part first, until the planned shed is covered. A device's rating that is not a finite number above zero
 (a NaN or Infinity a device reported, a negative one) counts as no rating: it falls back to the configured
-`max_w`, then to an equal share, so one bad reading never turns its siblings' shares into NaN. Pure; reads only
-the attributes it names.
+`max_w`, then to an equal share, so one bad reading never turns its siblings' shares into NaN. A stale device
+(`DeviceView.stale`: no fresh reading, so `dispatch.decide` writes it nothing) gets no setpoint and no share:
+the plan, a curtailment above all (the DSO's limit, or PV the plan does not use), is split over the devices it
+can command, not left short by a stale inverter's share that is never written. Pure; reads only the attributes
+it names.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ def schedule_from_plan(
 ) -> Schedule:
     by_nature: dict[str, list[DeviceView]] = {}
     for view in views.values():
-        by_nature.setdefault(view.nature, []).append(view)
+        if not view.stale:  # never written (`dispatch.decide`): its share would go undelivered
+            by_nature.setdefault(view.nature, []).append(view)
     setpoints: dict[str, dict[str, float]] = {}
 
     for name, watts in _share(plan.battery_kw[step] * KW, by_nature.get("battery", [])).items():
