@@ -17,6 +17,13 @@ the day goes on. After the last: the day's settlements (`agent_settlement.settle
 is stopping, the day-ahead make-whole (`day_stages.run_uplift`); a stop while it waits for an interval ends
 the day there. Split from trader.py (E23), whose `MarketAgent.run` calls it; it reaches the agent's stages
 through the agent (`run_interval`, `_previous_cleared`, `run_dayahead`, `run_forward`), which tests stub.
+Day after day (`market.days`, `Calendar`): the chain's intervals go on past the scenario's n (its interval clock
+is epoch + k x interval, for any k), and interval t is day t // n, planned on the scenario's profile t mod n. At
+a day's last interval the agent goes on to the next day's first in the same loop (`next_day`): its settings,
+scenario and record stamp become the day's (`Calendar.settings_of`, `scenario_of`; `resume.record_day`), its
+guard's budget starts afresh, its battery state, counterfactual and Settler carry on (the day before's last
+statements are worked in the new day's idles, as within a day); `settle_day`, which waits the settlements out,
+runs after the run's last day only. A (re)started agent joins the day its resume interval is in.
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from peergrid_controller.model import Microgrid, Scenario
 from peergrid_edge import agent_settlement, day_stages, guard, own_nonce
+from peergrid_edge.config import MarketSettings
 from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
 from peergrid_edge.resume_spend import recorded_spend
 
@@ -40,15 +50,22 @@ async def run_day(agent: MarketAgent) -> None:
     """The agent's day (the module's contract)."""
     agent.d.link.subscribe(agent.d.settings.topic("dso", "verdict"), agent._on_verdict)
     await caught_up(agent)
+    calendar = Calendar(agent.s, agent.scenario)  # the owner's rules already in its scenario (`rules_poster`)
     t = resume_interval(
         agent.ledger.state("mgmc"), agent.s.first_interval, lambda k: time.time() >= agent._start_of(k + 1)
     )
+    enter_day(agent, calendar, calendar.day_for(t))  # a restart on a later day joins that day
     agent_settlement.pick_up(agent, t)
     agent.uplift_retry = day_stages.retry_in_background(agent)  # an uplift an earlier run left unpaid (U-A)
     if agent.s.dayahead and t == agent.s.first_interval and (await agent.run_dayahead()).completed:
         await agent.run_forward()
     try:
         stopped = await intervals(agent, t)
+        while not stopped and not agent.d.stopping.is_set():  # the next day, in the same loop (`next_day`)
+            later = next_day(agent, calendar)
+            if later is None:
+                break
+            stopped = await intervals(agent, later)
     finally:
         agent.working_on = None  # its day's plans no longer bridged: settle_day, the uplift stage, a stop
     if stopped:
@@ -56,6 +73,96 @@ async def run_day(agent: MarketAgent) -> None:
     await agent_settlement.settle_day(agent)
     if not agent.d.stopping.is_set():  # the day-ahead make-whole, once the day's trades settled (U1)
         await day_stages.run_uplift(agent)
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """The agent's days on one chain (`market.days`): `settings` as configured, `day` the scenario's one day (n
+    intervals, the owner's rules in it). Day k holds chain intervals k x n to (k + 1) x n - 1; the first day is
+    the one of the configured first interval, traded from it. Pure."""
+
+    settings: MarketSettings
+    day: Scenario
+
+    @property
+    def per_day(self) -> int:
+        return self.day.intervals
+
+    def day_of(self, t: int) -> int:
+        return t // self.per_day
+
+    def last(self) -> int | None:
+        """The run's last interval: its last day's, or the configured first interval + `intervals` - 1 where that
+        comes first; None: day after day."""
+        s = self.settings
+        ends = [] if s.days is None else [(self.day_of(s.first_interval) + s.days) * self.per_day - 1]
+        ends += [] if s.intervals is None else [s.first_interval + s.intervals - 1]
+        return min(ends, default=None)
+
+    def day_for(self, t: int) -> int:
+        """The day an agent that joins at interval t works on: t's, within the run's first and last days."""
+        last = self.last()
+        k = self.day_of(t) if last is None else min(self.day_of(t), self.day_of(last))
+        return max(k, self.day_of(self.settings.first_interval))
+
+    def settings_of(self, k: int) -> MarketSettings:
+        """Day k's settings: the configured ones on the first day; from then its first interval k x n, the wall
+        second it starts on the same clock (t0 + (k x n - first_interval) x interval_s) and what is left of
+        `intervals`. Its record stamp (`resume.record_day`) follows from them, the same on every restart."""
+        s, first = self.settings, k * self.per_day
+        if first <= s.first_interval:
+            return s
+        update: dict[str, object] = {"first_interval": first,
+                                     "t0": s.t0 + (first - s.first_interval) * s.interval_s}  # fmt: skip
+        if s.intervals is not None:
+            update["intervals"] = s.first_interval + s.intervals - first
+        return s.model_copy(update=update)
+
+    def scenario_of(self, k: int) -> Scenario:
+        """The scenario day k is planned on: every per-interval profile repeated over days 0 to k, so interval t
+        reads profile t mod n and a plan from t runs to the day's end (the agent indexes its scenario by the
+        chain's interval). Day 0's is the scenario itself. Costs (k + 1) x n references a profile."""
+        if k == 0:
+            return self.day
+        return replace(self.day, microgrids=tuple(repeated(mg, k + 1) for mg in self.day.microgrids))
+
+
+def repeated(mg: Microgrid, times: int) -> Microgrid:
+    """`mg` with each per-interval profile (tariff, PV forecast, load) `times` over, one day after another."""
+    tariff = replace(mg.tariff, retail=mg.tariff.retail * times, feed_in=mg.tariff.feed_in * times)
+    pv = tuple(replace(p, available_kw=p.available_kw * times) for p in mg.pv)
+    loads = tuple(
+        replace(load, critical_kw=load.critical_kw * times, sheddable_kw=load.sheddable_kw * times)
+        for load in mg.loads
+    )
+    return replace(mg, tariff=tariff, pv=pv, loads=loads)
+
+
+def enter_day(agent: MarketAgent, calendar: Calendar, k: int) -> None:
+    """The agent on day k: its settings (`Calendar.settings_of`: the day's t0, first interval and stamp), and the
+    scenario and MG it plans the day on (`scenario_of`), its MG's name kept."""
+    agent.s = calendar.settings_of(k)
+    agent.scenario = calendar.scenario_of(k)
+    agent.mg = next(m for m in agent.scenario.microgrids if m.name == agent.mg.name)
+    agent.counted = None  # the interval in hand counts on the day's MG (`run_interval` sets it)
+
+
+def next_day(agent: MarketAgent, calendar: Calendar) -> int | None:
+    """After a day's last interval: the agent on the next day, and its first interval; None where the run ends
+    (`market.days`, `intervals`). Its guard's budget is the day's, started afresh at that interval from the
+    conventional rest of the day (a restart within the day resumes it from the day's records); its battery
+    state, its counterfactual and its Settler's book carry on."""
+    k = calendar.day_of(agent.s.first_interval) + 1
+    last = calendar.last()
+    if last is not None and k * calendar.per_day > last:
+        return None
+    enter_day(agent, calendar, k)
+    agent.budget = agent.resumed = None
+    agent.forward_traded = []
+    first = agent.s.first_interval
+    agent.verdicts = {i: v for i, v in agent.verdicts.items() if i >= first - 1}  # the day before's last kept
+    log.info("day %s: trading intervals %d to %d", agent.day, first, agent._last_interval())
+    return first
 
 
 async def intervals(agent: MarketAgent, t: int) -> bool:

@@ -164,7 +164,12 @@ class MarketSettings(StrictSettings):
     t0: float  # wall time (s since the epoch) when interval `first_interval` starts
     interval_s: float = Field(gt=0)  # real seconds per trading interval (the accelerated clock)
     first_interval: int = Field(0, ge=0)
-    intervals: int | None = Field(None, ge=1)  # stop trading after this interval count (None: the day)
+    intervals: int | None = Field(None, ge=1)  # stop trading after this interval count (None: no count)
+    # How many of the scenario's days it trades, one after another on the same chain (`agent_day.Calendar`):
+    # interval t is day t // n of an n-interval scenario, planned on the scenario's profile t mod n, and the
+    # first day is the one of `first_interval` (from it). None: day after day, as long as it runs (a pilot).
+    # `intervals`, where given, counts across the days. 1 (the default): the one day, as before.
+    days: int | None = Field(1, ge=1)
     phase_timeout_s: float = Field(3.0, gt=0)  # how long a bargaining phase waits for slow peers
     # Rounds per bargaining (the first, and each re-bargaining the DSO asks for). None: `EdgeSettings` fills in
     # the simulation's cap of 50 where an interval holds them, fewer on an accelerated clock (`_rounds`); alone
@@ -211,6 +216,18 @@ class MarketSettings(StrictSettings):
     # chain as `market.rules` under the anonym and kept by the agent; where given they replace this MG's rules
     # in the scenario (its `market.mg_rules`/`market.rules`). None: the scenario's, as before (the lab).
     rules: OwnerRules | None = None
+
+    @model_validator(mode="after")
+    def _one_day_ahead(self) -> MarketSettings:
+        """More than one day is refused with the day-ahead stage: each day's session must clear before its
+        first interval, while the day before still trades, and its make-whole waits for that day's
+        settlements; the agent runs neither beside its intervals (not built)."""
+        if self.dayahead and self.days != 1:
+            raise ValueError(
+                f"market.days {self.days} needs market.dayahead off: the agent runs a day-ahead session before "
+                "its first day only (the next day's would have to clear while the day before still trades)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _allowance_acts(self) -> MarketSettings:

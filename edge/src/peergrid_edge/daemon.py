@@ -16,9 +16,10 @@ is cancelled until it has ended (`peergrid_ledger.consensus.shutdown`: one cance
 link stops accepting messages before the ledger and the store close, so nothing touches a closed database. A
 long-lived task that dies (an exception, or cancelled while the daemon runs) is logged as CRITICAL with its
 traceback and stops the daemon the same clean way, after which `run` raises `TaskDied`: the process exits
-non-zero and systemd restarts it (`task_watch`). The trading agent returning after its day's end is no death.
-Beside the agent the owner's contract rules are posted on the MGMC chain where they do not stand there
-(`rules_poster`); the agent's day starts once they are sent (final, for a day-ahead stage) or found standing.
+non-zero and systemd restarts it (`task_watch`). The trading agent returning after its last day's end
+(`market.days`) is no death. Beside the agent the owner's contract rules are posted on the MGMC chain where they
+do not stand there (`rules_poster`); the agent's day starts once they are sent (final, for a day-ahead stage) or
+found standing.
 """
 
 from __future__ import annotations
