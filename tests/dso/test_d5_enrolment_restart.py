@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -265,3 +266,64 @@ def test_check_at_start_reads_and_writes_nothing_without_a_file(tmp_path: Path) 
     with pytest.raises(ConfigError, match="not a peergrid enrolment file"):  # without a loop section too
         check_at_start(users, None)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["enrolments.json"]  # no lock made
+
+
+class StandInLoop:
+    """The embedded node as `build_console` uses it, with the DSO chain's word on the queue (`chain_word`)."""
+
+    def __init__(self, mgs: dict[str, Any], revoked: set[bytes], enrolled: set[bytes]) -> None:
+        self.node_settings = SimpleNamespace(mgs=mgs)
+        self.lock, self.listeners, self.running = threading.RLock(), [], False
+        self.word = (revoked, enrolled)
+
+    def replica(self, name: str) -> None:
+        return None
+
+    def chain_word(self, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
+        return self.word
+
+
+def console_on(tmp_path: Path, loop: StandInLoop) -> Any:
+    from peergrid_dso.console.settings import ConsoleSettings
+    from peergrid_dso.console.state import build_console
+    from peergrid_dso.services.container import build_dso_services
+
+    settings = ConsoleSettings.model_validate(
+        {"users_file": str(tmp_path / "data" / "console-users.json"), "lab_market": False, "lab_drift": False}
+    )
+    dso = build_dso_services({"mg-school": 18})
+    state = build_console(settings, dso, loop)
+    state.stop_node_records()
+    return dso
+
+
+def test_the_closed_loop_start_takes_the_chain_word_on_what_the_file_missed(tmp_path: Path) -> None:
+    mgmc, anonym = Keypair.generate(), Keypair.generate()
+    (tmp_path / "data").mkdir()
+    queue = EnrolmentFile(tmp_path / "data" / "enrolments.json")
+    queue.write([Enrolment(mgmc.public, anonym.public, "mg-school", "pending")])
+    # its approval landed on the chain and the server stopped before the file took it: pending for ever
+    # otherwise (the chain refuses to enrol that anonym again, so no approval could take it)
+    dso = console_on(tmp_path, StandInLoop({}, set(), {anonym.public}))
+    assert dso.enrolment.enrolments[mgmc.public].status == "authorised"
+    assert queue.read()[mgmc.public].status == "authorised"
+
+
+def test_the_closed_loop_start_refuses_the_revoked_keys_of_a_re_enrolled_mg(tmp_path: Path) -> None:
+    old, old_anonym, new, new_anonym = (Keypair.generate() for _ in range(4))
+    (tmp_path / "data").mkdir()
+    EnrolmentFile(tmp_path / "data" / "enrolments.json").write(
+        [
+            Enrolment(old.public, old_anonym.public, "mg-school", "authorised"),  # revoked on the chain since
+            Enrolment(new.public, new_anonym.public, "mg-school", "authorised"),
+        ]
+    )
+    stale = StandInLoop(
+        {"mg-school": mg(old, old_anonym)}, {old.public}, {old_anonym.public, new_anonym.public}
+    )
+    with pytest.raises(ConfigError, match="mg-school enrolled again with new keys"):
+        console_on(tmp_path, stale)
+    fixed = StandInLoop(
+        {"mg-school": mg(new, new_anonym)}, {old.public}, {old_anonym.public, new_anonym.public}
+    )
+    assert console_on(tmp_path, fixed).enrolment.enrolments[old.public].status == "revoked"

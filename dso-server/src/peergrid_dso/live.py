@@ -15,6 +15,8 @@ only that loop mutates); `readiness()` reads there what is final of the node's s
 (`start_postings.readiness`: the MGs enrolled on the DSO chain, `tariffs_through` and the connection
 `capacities` on the MGMC chain) for `/api/health`, and `ledger()` whether the node's ledger transport still
 reaches the broker and its network thread runs (`live_reconnect.LedgerLink`, which starts that transport);
+`chain_word(queue)` reads there which of the enrolment queue's MGMC keys the DSO chain revoked and which anonyms
+it holds (the console's start takes its word on the queue read back from its file: `EnrolmentService.follow_chain`);
 `start_alarm` and `relay_alarm` are the relays' alarms while they stand (at start; after an interval:
 `switching_watch.RelayWatch`). A start that fails (bad key file, a store of another chain) raises
 `ConfigError` in the caller. `preflight(settings)` reads, before the web server starts, what the section names
@@ -102,6 +104,17 @@ def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
     return found
 
 
+def chain_word(node: DsoNode, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
+    """Of the queue's (MGMC key, anonym) pairs, the MGMC keys revoked on the DSO chain and the anonyms it holds
+    an account for (`EnrolmentService.follow_chain`). Call on the node's event loop (it reads the live state)."""
+    from peergrid_ledger import query
+    from peergrid_ledger.core import is_revoked
+
+    state = node.replica.app.state
+    revoked = {mgmc for mgmc, _ in queue if is_revoked(state, mgmc)}
+    return revoked, {anonym for _, anonym in queue if query.account(state, anonym) is not None}
+
+
 class EmbeddedLoop:
     def __init__(self, settings: Any) -> None:  # peergrid_dso.config.DsoSettings with a `loop` section
         from peergrid_dso.loop_settings import IntervalNodeSettings
@@ -182,6 +195,11 @@ class EmbeddedLoop:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def chain_word(self, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
+        """`chain_word` of the running node, read on its event loop."""
+        node = self.node
+        return self.call(lambda: chain_word(node, queue))
 
     def readiness(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """`readiness` of the running node, read on its event loop; None while it is not running or too

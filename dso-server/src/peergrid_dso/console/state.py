@@ -257,6 +257,12 @@ def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> Cons
         dso.enrolment.store = TokenStore.open(tokens)
     if (queue := enrolment_file_path(settings.users_file)) is not None:  # and so does the enrolment queue
         dso.enrolment.keep_in(EnrolmentFile(queue))
+        if (chain_word := getattr(loop, "chain_word", None)) is not None:  # what the file missed (a crash)
+            queued = [(e.mgmc, e.anonym) for e in list(dso.enrolment.enrolments.values())]
+            for e in dso.enrolment.follow_chain(*chain_word(queued)):
+                log.warning(
+                    "enrolment of %s (MGMC %s): %s on the DSO chain", e.label, e.mgmc.hex()[:12], e.status
+                )
         # the loop's keys beside the queue, with the DSO chain's word on revocations (a stand-in loop has none)
         if (node_settings := getattr(loop, "node_settings", None)) is not None:
             for line in check_loop_keys(node_settings.mgs, dso.enrolment.enrolments):

@@ -20,7 +20,8 @@ enrolment in a restart: it waits again); any other key is refused as for a used 
 the tokens it used in the store, so after a restart without the queue's file (which empties the queue of
 enrolments the loop's config does not name) a revoked key is still refused rather than pending again under its MG's name. With a `file`
 (`enrolment_file.EnrolmentFile`, the DSO's data directory) the queue outlives a restart: `keep_in(file)` reads it
-back (a damaged file raises `EnrolmentFileError`, never an empty queue) and every change (a request taken, an
+back (a damaged file raises `EnrolmentFileError`, never an empty queue), `follow_chain` takes the DSO chain's
+word on what it holds (the closed loop's start), and every change (a request taken, an
 approval, a revocation) writes the whole queue before it is answered; a request the file cannot take is undone
 and raises `EnrolmentFileError` (its MGMC asks again), an approval or revocation that landed on the chain but not
 in the file raises `EnrolmentRefused` saying so.
@@ -108,6 +109,24 @@ class EnrolmentService:
             changed = [e.to_json() for e in merged.values()] != [e.to_json() for e in kept.values()]
             if changed:
                 file.write(list(merged.values()))
+            return changed
+
+    def follow_chain(self, revoked: set[bytes], enrolled: set[bytes]) -> list[Enrolment]:
+        """Take the DSO chain's word on the queue read back at start: an MGMC whose identity key is in `revoked` is
+        revoked, a pending one whose anonym is in `enrolled` (an account on the chain) authorised - its approval
+        landed and the file missed it (a crash between the two, a full disk), and the chain would refuse to enrol
+        that anonym again. The enrolments changed, written to the file."""
+        with self._taking:
+            changed = []
+            for e in self.enrolments.values():
+                status = "revoked" if e.mgmc in revoked else e.status
+                if status == "pending" and e.anonym in enrolled:
+                    status = "authorised"
+                if status != e.status:
+                    e.status = status
+                    changed.append(e)
+            if changed:
+                self._save()
             return changed
 
     def _save(self) -> None:
