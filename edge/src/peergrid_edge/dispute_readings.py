@@ -5,22 +5,19 @@ Promises: `readings_bodies` are the `POST /api/dso/disputes/readings` bodies `{n
 sealed commitment intervals that hold readings (pure); `readings_missing` reads the DSO's decision on a trade
 (`GET /api/dso/disputes/{trade}`) as "post them (again)"; `DisputeReadings` is the thin I/O shell that posts
 them around a trade's window (and as far further as the DSO reads for a signing meter's clock, review16 C1),
-follows the DSO's decision and posts again while it says they are missing: stdlib HTTP in a thread (the Pi
-carries no web client). An unreachable DSO or a refusal is logged, never raised: the next check posts again.
+follows the DSO's decision and posts again while it says they are missing (`dso_http.DsoHttp`, in a thread). An
+unreachable DSO or a refusal is logged, never raised: the next check posts again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from peergrid_edge.dso_http import DsoHttp
 from peergrid_ledger.meter_signing import CLOCK_REACH_COMMITS, stamp_offsets
 from peergrid_ledger.metering import commitment_intervals
 
@@ -64,7 +61,7 @@ class DisputeReadings:
         commit_ms: int, max_gap_ms: int, timeout_s: float = 5.0, ca_file: Path | None = None,
     ) -> None:  # fmt: skip
         self.url, self.node, self._sealed = url.rstrip("/"), node, sealed
-        self._tls = None if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
+        self._dso = DsoHttp(url, ca_file, timeout_s)
         self.commit_ms, self.max_gap_ms, self.timeout_s = commit_ms, max_gap_ms, timeout_s
         self.taken: set[int] = set()  # commitment intervals the DSO accepted from this poster
         self.incomplete = False  # the last post missed the window's last interval or met a replica behind
@@ -153,21 +150,6 @@ class DisputeReadings:
         return answer if status == 200 else None
 
     def _request(self, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method="GET" if body is None else "POST",
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._tls) as response:
-                return int(response.status), _json(response.read())
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), _json(exc.read())
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return {"detail": raw[:200].decode("utf-8", "replace")}
-    return doc if isinstance(doc, dict) else {"detail": doc}
+        """GET `path` (`body` None) or POST `body` to it; no answer raises `DsoUnreachable` (an OSError)."""
+        status, answer = self._dso.request("GET" if body is None else "POST", path, body)
+        return status, answer if isinstance(answer, dict) else {"detail": answer}

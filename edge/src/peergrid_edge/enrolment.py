@@ -25,16 +25,14 @@ import hashlib
 import ipaddress
 import json
 import logging
-import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peergrid_edge.dso_http import DsoHttp, DsoUnreachable
 from peergrid_edge.files import write_whole
 from peergrid_ledger import keys
 
@@ -109,33 +107,19 @@ Transport = Callable[
 
 
 def http_transport(url: str, ca_file: Path | None, timeout_s: float) -> Transport:
-    """Stdlib HTTP(S) to the DSO server at `url`; a connection failure or 5xx raises `EnrolmentUnreachable`."""
-    context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+    """HTTP(S) to the DSO server at `url` (`dso_http.DsoHttp`); no answer, or a 5xx, raises `EnrolmentUnreachable`."""
+    dso = DsoHttp(url, ca_file, timeout_s)
 
     def send(method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            url + path, data=None if body is None else json.dumps(body).encode(), method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )  # fmt: skip
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
-                return int(response.status), _json(response.read())
-        except urllib.error.HTTPError as exc:
-            status, answer = int(exc.code), _json(exc.read())
-        except (OSError, ValueError) as exc:  # refused, timed out, TLS not verified, a broken answer
-            raise EnrolmentUnreachable(str(getattr(exc, "reason", None) or exc)) from None
+            status, answer = dso.request(method, path, body)
+        except DsoUnreachable as exc:
+            raise EnrolmentUnreachable(str(exc)) from None
         if status >= 500:
             raise EnrolmentUnreachable(f"HTTP {status}: {_detail(answer)}")
         return status, answer
 
     return send
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return {"detail": raw[:200].decode("utf-8", "replace")}
 
 
 def _detail(answer: Any) -> str:
