@@ -105,6 +105,27 @@ def test_a_request_the_file_cannot_take_is_not_taken_and_its_mgmc_asks_again(
     assert mgmc.public in server(tmp_path).enrolments
 
 
+def test_an_auto_approval_the_file_missed_is_still_answered_authorised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = server(tmp_path)
+    service.auto = True  # the lab's policy
+    token = service.issue_token("mg1")
+    written: list[int] = []
+
+    def second_write_fails(self: EnrolmentFile, enrolments: Any) -> None:
+        written.append(1)
+        if len(written) > 1:
+            raise EnrolmentFileError(
+                f"{self.path}: cannot write the enrolment file (No space left on device)"
+            )
+
+    monkeypatch.setattr(EnrolmentFile, "write", second_write_fails)
+    # the approval landed on the chain: a refusal (403) would make its edge record 'refused' and stop asking
+    assert ask(service, token, Keypair.generate(), Keypair.generate(), "mg1").status == "authorised"
+    assert "approved on the DSO chain, but the enrolment file could not be written" in caplog.text
+
+
 def test_the_lab_server_still_answers_an_mgmc_it_enrolled_before_its_restart(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 

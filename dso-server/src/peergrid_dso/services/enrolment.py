@@ -31,6 +31,7 @@ Assumes a recorder with `submit(kind, body)` that raises when the chain refuses 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -43,6 +44,7 @@ import nacl.signing
 from peergrid_dso.services.enrolment_tokens import TokenStoreError, check_label
 
 DOMAIN = b"peergrid/enrolment/v1"
+log = logging.getLogger("peergrid_dso.enrolment")
 
 
 class EnrolmentRefused(ValueError):
@@ -176,7 +178,13 @@ class EnrolmentService:
         with self._taking:
             enrolment = self._take(token, mgmc, anonym, label, signature)
         if self.auto:
-            self.approve(mgmc, AUTO_OPERATOR)
+            try:
+                self.approve(mgmc, AUTO_OPERATOR)
+            except EnrolmentRefused as exc:
+                if enrolment.status != "authorised":
+                    raise
+                # on the chain, only the file missed it: a refusal would make the MGMC give up for good
+                log.error("enrolment of %s: %s", label, exc)
         return enrolment
 
     def _take(self, token: str, mgmc: bytes, anonym: bytes, label: str, signature: bytes) -> Enrolment:
