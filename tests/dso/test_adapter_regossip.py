@@ -17,7 +17,6 @@ later transaction of the key behind it; the waiting submit timed out.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,7 @@ def action(text: str) -> dict[str, Any]:
 
 
 def test_a_transaction_whose_first_gossip_was_lost_still_lands(tmp_path: Path, mosquitto: Any) -> None:
-    async def run() -> tuple[Any, float, Net]:
+    async def run() -> tuple[Any, Net]:
         net = Net(tmp_path, mosquitto)
         await net.up("dso")  # the follower only: nobody else is subscribed, the publish is dropped
         adapter = ChainAdapter(net.nodes["dso"][0], CHAIN, asyncio.get_running_loop(), net.changed)
@@ -95,14 +94,13 @@ def test_a_transaction_whose_first_gossip_was_lost_still_lands(tmp_path: Path, m
             await asyncio.sleep(1.0)
             assert net.replica("dso").transport.stats["published_tx"] >= 1  # type: ignore[attr-defined]
             assert not waiting.done()
-            started = time.monotonic()
             await net.up("authority")  # subscribed now; the first publish is gone for good
             result = await waiting
-            return result, time.monotonic() - started, net
+            return result, net
         finally:
             await net.down()
 
-    result, took, net = asyncio.run(run())
+    result, net = asyncio.run(run())
     assert result.ok, result  # (before: "timeout" after 30 s, the transaction pending until tx_max_age)
     assert net.replica("authority").stats["tx_accepted"] >= 1  # it reached the proposer by the gossip again
     assert net.replica("dso").stats["tx_regossiped"] >= 1  # the replica's re-gossip: the adapter has none
@@ -110,7 +108,6 @@ def test_a_transaction_whose_first_gossip_was_lost_still_lands(tmp_path: Path, m
         found = BlockStore.open(tmp_path / name)
         assert found.locate_tx(result.txid) is not None, name  # in a final block on both replicas
         found.close()
-    assert took < 30, took  # (not a timing threshold: the submit's own timeout)
 
 
 def test_a_nonce_another_transaction_used_is_not_reported_landed(tmp_path: Path, mosquitto: Any) -> None:

@@ -145,9 +145,8 @@ def test_a_position_before_the_clock_fails_the_lab_at_once_naming_it(tmp_path: P
         finally:
             feed.loop_stop()
             feed.disconnect()
-        began = time.monotonic()
         line = poster.wait(timing.t0)
-    assert time.monotonic() - began < 5  # at once, not at t0 (60 s away)
+        assert time.time() < timing.t0  # at once: back before t0, not at it (an order, no bound on how soon)
     assert line == (
         f"the interval clock (market.clock, epoch {poster.epoch_ms} ms) cannot land on the MGMC chain: a "
         "position (exchange.accept at height 8) came before it, and the chain refuses a clock while an anonym "
