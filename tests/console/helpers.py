@@ -142,3 +142,13 @@ def watched_page(browser: Any, *scripts: str) -> tuple[Any, list[str]]:
     for script in scripts:
         page.add_init_script(script)
     return page, errors
+
+
+def market_view(browser: Any, url: str, body: str) -> tuple[Any, list[str]]:
+    """vera's page on the market view (a `watched_page`: the page and its errors), the console's market API
+    answering `body`, the report a test scripted, instead of the server's."""
+    page, errors = watched_page(browser)
+    page.route("**/console/api/market", lambda route: route.fulfill(status=200, body=body))
+    paused_login(page, url, "vera")
+    page.evaluate("location.hash = '#market'")
+    return page, errors

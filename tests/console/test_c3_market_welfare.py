@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from console.helpers import ServedLab, browser_tests, paused_login
+from console.helpers import ServedLab, browser_tests, market_view
 from peergrid_dso.console.live_market import LiveMarket
 
 expect, pytestmark = browser_tests()
@@ -146,12 +146,7 @@ def test_the_market_view_shows_the_known_welfare_and_names_who_is_missing(
     )
     body = json.dumps(market_of(tmp_path, monkeypatch, {SELLER.hex(): "mg1"}))
     with ServedLab(users_file) as served:
-        page = browser.new_context().new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.route("**/console/api/market", lambda route: route.fulfill(status=200, body=body))
-        paused_login(page, served.url, "vera")
-        page.evaluate("location.hash = '#market'")
+        page, errors = market_view(browser, served.url, body)
         expect(page.locator("#welfare-missing")).to_have_text(
             "no interval record will come of 0d0d0d0d (no MGMC's record names this trading key, which is not an"
             " enrolled anonym): the figures are mg1's alone, with their P2P payments",

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from console.helpers import ServedLab, browser_tests, paused_login, watched_page
+from console.helpers import ServedLab, browser_tests, market_view
 from console.test_q9_market_unreadable_record import BUYER, SELLER, live_market, record
 from peergrid_dso.console.live_market import records_overdue
 from peergrid_ledger.genesis_params import Params
@@ -93,10 +93,7 @@ def test_the_market_view_says_who_wrote_no_record_and_that_the_figures_are_the_o
     _mg1_alone(tmp_path)
     body = json.dumps(live_market(tmp_path, monkeypatch, overdue=lambda t: True).report())
     with ServedLab(users_file) as served:
-        page, errors = watched_page(browser)
-        page.route("**/console/api/market", lambda route: route.fulfill(status=200, body=body))
-        paused_login(page, served.url, "vera")
-        page.evaluate("location.hash = '#market'")
+        page, errors = market_view(browser, served.url, body)
         expect(page.locator("#welfare-missing")).to_have_text(
             f"no interval record will come of mg3 ({NO_RECORD}): the figures are mg1's alone, with their P2P"
             " payments",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from console.helpers import PASSWORD, ServedLab, browser_tests, paused_login, watched_page
+from console.helpers import PASSWORD, ServedLab, browser_tests, market_view
 from console.lab_client import lab_client
 from console.test_c3_market_welfare import BUYER, SELLER, scripted_market
 from peergrid_dso.console.live_market import LiveMarket, unreadable_cost
@@ -116,10 +116,7 @@ def test_the_market_page_renders_with_the_unreadable_record_named(
     write_records(tmp_path)
     body = json.dumps(live_market(tmp_path, monkeypatch).report(), allow_nan=False)
     with ServedLab(users_file) as served:
-        page, errors = watched_page(browser)
-        page.route("**/console/api/market", lambda route: route.fulfill(status=200, body=body))
-        paused_login(page, served.url, "vera")
-        page.evaluate("location.hash = '#market'")
+        page, errors = market_view(browser, served.url, body)
         expect(page.locator("#records-unreadable")).to_have_text(
             "unreadable interval record of mg3 (cost_p2p is NaN, not a finite number); mg5 (p2p_money is Infinity,"
             " not a finite number): left out of the costs and the welfare",
