@@ -27,12 +27,19 @@ def commit(m, mg: str, tid: bytes) -> None:  # type: ignore[no-untyped-def]
     m.do(m.anonyms[mg], "settle", {"trade": tid, "seal": seal}, max(m.now, END_MS))
 
 
-def test_one_commitment_is_posted_for_only_once_the_dso_meters_it() -> None:
+def seller_committed():  # type: ignore[no-untyped-def]
+    """A sealed market of one trade, seller s to buyer b (400 Wh metered each way), the seller's commitment
+    made: (the market, the trade's id)."""
     readings = {"s": ramp(400.0, export=True), "b": ramp(400.0, export=False)}
     m = market({("s", "b"): 400}, {}, readings=readings, wait_ms=WAIT_MS, cover=(300, 50),
                params={"sealed_statements": 1})  # fmt: skip
     tid = m.trade_id("s", "b")
     commit(m, "s", tid)
+    return m, tid
+
+
+def test_one_commitment_is_posted_for_only_once_the_dso_meters_it() -> None:
+    m, tid = seller_committed()
     now = m.chain.tip.time
     taken = with_dso(query.trade(m.chain.state, tid), now)  # type: ignore[arg-type]
     assert taken is not None and taken.kind == "lone" and taken.meters_from_ms > now
@@ -49,11 +56,7 @@ def test_one_commitment_is_posted_for_only_once_the_dso_meters_it() -> None:
 def test_the_second_commitment_in_time_leaves_nothing_to_post_and_the_dso_wants_nothing() -> None:
     """The normal sealed flow: the buyer commits a block later. Nothing to post at either time, and the DSO
     node holds nothing pending for it (the post U4 saw refused with 409 is never made)."""
-    readings = {"s": ramp(400.0, export=True), "b": ramp(400.0, export=False)}
-    m = market({("s", "b"): 400}, {}, readings=readings, wait_ms=WAIT_MS, cover=(300, 50),
-               params={"sealed_statements": 1})  # fmt: skip
-    tid = m.trade_id("s", "b")
-    commit(m, "s", tid)
+    m, tid = seller_committed()
     first = m.chain.tip.time
     commit(m, "b", tid)
     trades = query.trades(m.chain.state, T)
