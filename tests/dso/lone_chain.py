@@ -36,7 +36,7 @@ class LoneMgmcChain:
         self.wire = Wire()
         self.replica = ChainReplica(
             self.store, authority, EngineConfig(block_period_ms=50), self.wire, self.wire.schedule
-        )  # type: ignore[arg-type]
+        )
         self.replica.start(wall_ms())
         self.changed = Changed()
         self.replica.on_commit.append(self.changed.fire)
