@@ -1,6 +1,6 @@
 """While a PV inverter is quarantined or its readings are stale, the trader neither plans nor offers its output
-(`quality.untrusted_share`, `interval_plan.counted`, `MarketAgent._counted`); it says so once at WARNING when it
-leaves the PV out and once when it counts it again, and each interval's record names what it left out.
+(`quality.untrusted_share`, `interval_plan.counted`, `interval_offer.counted_for`); it says so once at WARNING
+when it leaves the PV out and once when it counts it again, and each interval's record names what it left out.
 
 U4 F9 (an MG owner's day on the lab): during pv1's Modbus outage mg5 went on selling its cap (15 kWh) every
 interval on its forecast PV, which it could neither read nor curtail; `plan_confirmed` false was the only sign.
@@ -85,32 +85,40 @@ def test_counted_cuts_the_interval_only() -> None:
     ]
 
 
-def play(tmp_path: Path, pv: list[str]) -> tuple[Chain, list[Any], list[dict[str, Any]]]:
-    """Intervals T, T + 1, ... of the four MGs, mg001's PV inverter in state `pv[k]` in interval T + k
-    ("fresh", "stale" or "quarantined"); returns the chain, the plans mg001 dispatched and its records."""
+def play(
+    tmp_path: Path,
+    hows: list[str],
+    mg: str = "mg001",
+    nature: str = "pv",
+    rating_w: float = 257e3,
+    rationality: str = "off",
+) -> tuple[Chain, list[Any], list[dict[str, Any]]]:
+    """Intervals T, T + 1, ... of the four MGs (their guard's `rationality`), MG `mg`'s one device of `nature`
+    (named after it, rated `rating_w`) in state `hows[k]` in interval T + k ("fresh", "stale" or
+    "quarantined"); returns the chain, the plans `mg` dispatched and its records."""
     chain = Chain(tmp_path, INTRADAY)
     agents = {
-        mg.name: agent_for(chain.ledger, chain.keys[mg.name], INTRADAY, mg.name, tmp_path / f"{mg.name}.jsonl",
-                           "off", 0.0)
-        for mg in INTRADAY.microgrids
+        m.name: agent_for(chain.ledger, chain.keys[m.name], INTRADAY, m.name, tmp_path / f"{m.name}.jsonl",
+                          rationality, 0.0)
+        for m in INTRADAY.microgrids
     }  # fmt: skip
-    seller = agents["mg001"]
-    seller.d.clock = SimpleNamespace(monotonic=lambda: NOW)  # type: ignore[attr-defined]
+    watched = agents[mg]
+    watched.d.clock = SimpleNamespace(monotonic=lambda: NOW)  # type: ignore[attr-defined]
     plans: list[Any] = []
 
     async def dispatched(_t: int, plan: Any, *_args: Any) -> int:
         plans.append(plan)
         return 1
 
-    seller._dispatch = dispatched  # type: ignore[method-assign,assignment]
+    watched._dispatch = dispatched  # type: ignore[method-assign,assignment]
 
     async def day() -> None:
-        for k, how in enumerate(pv):
-            seller.d.states = {"pv": device("pv", how, 257e3)}  # type: ignore[attr-defined]
+        for k, how in enumerate(hows):
+            watched.d.states = {nature: device(nature, how, rating_w, nature)}  # type: ignore[attr-defined]
             await asyncio.wait_for(asyncio.gather(*(a.run_interval(T + k) for a in agents.values())), 120)
 
     chain.run(day)
-    records = [json.loads(line) for line in (tmp_path / "mg001.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / f"{mg}.jsonl").read_text().splitlines()]
     return chain, plans, records
 
 

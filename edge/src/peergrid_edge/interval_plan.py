@@ -10,23 +10,33 @@ Promises:
   says plainly when they are not met.
 - `counterfactual`: the conventional counterfactual's interval (no P2P, within the DSO's limit if any).
 - `cost_to_go`: the conventional cost of the rest of the day from a state (0 at the day's end).
-- `counted`: the MG as interval t may count on it: its PV's forecast for t cut to the share of its inverters
-  that answer (`quality.untrusted_share`), so it never plans, offers or sells a quarantined or stale PV's
-  output (U4 F9: one sold its cap every interval of an outage on a forecast it could neither read nor
-  curtail); later intervals keep the forecast, planned again as each comes.
+- `counted`: the MG as interval t may count on it, each nature cut to the share of its rating whose devices
+  answer (`quality.untrusted_share`): its PV's forecast for t, so it never plans, offers or sells a
+  quarantined or stale PV's output (U4 F9: one sold its cap every interval of an outage on a forecast it could
+  neither read nor curtail), later intervals keeping the forecast, planned again as each comes; its batteries'
+  charge and discharge power and its gensets' output, so it neither offers what a battery it cannot command
+  would discharge nor commits a genset that does not answer. Those two are cut for the whole day planned
+  from t, not for t alone: the model holds one power rating per battery and genset for the day (only PV has a
+  forecast per interval), and a device that stopped answering is not counted on to come back (the plan does
+  not sell now what it would buy back later on a battery it may not have then). The guard's alternative and
+  the counterfactual are of the same cut MG, so the guard judges the plan by the MG it can be. What a battery
+  holds stays in the state (neither charged nor discharged: as last planned or read) and is planned on again
+  from the interval it answers in; a genset left out is planned stopped, with no minimum up or down time
+  owed, so once it answers the plan starts it as it would a stopped one.
 Never reads clocks, devices or the chain; logs under the trader's name, as before the split.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from peergrid_controller.adjustment import Adjustment, meet, nearest_reachable
 from peergrid_controller.builder import MgState
-from peergrid_controller.model import Microgrid
+from peergrid_controller.model import Battery, Genset, Microgrid
 from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
 
 log = logging.getLogger("peergrid.edge.trader")
@@ -143,15 +153,49 @@ def cost_to_go(mg: Microgrid, dt: float, intervals: int, start: int, state: MgSt
     return float(MgSchedule(mg, dt, start=start, state=state).solve().cost)
 
 
-def counted(mg: Microgrid, t: int, pv_share: float) -> Microgrid:
-    """`mg` with every PV array's forecast for interval t scaled by `pv_share` (0..1: the share of its PV
-    rating whose inverters answer); `mg` itself at 1. The devices split the plan by rating (`planning`), not
-    by name, so the share is cut from every array alike."""
-    if pv_share >= 1.0 or not mg.pv:
-        return mg
-    share = max(pv_share, 0.0)
+def counted(
+    mg: Microgrid, t: int, pv_share: float, battery_share: float = 1.0, genset_share: float = 1.0
+) -> Microgrid:
+    """`mg` as interval t counts on it: every PV array's forecast for t scaled by `pv_share`, every battery's
+    charge and discharge power by `battery_share` and every genset by `genset_share` (each 0..1: the share of
+    that nature's rating whose devices answer); `mg` itself where all are 1. The devices split the plan by
+    rating (`planning`), not by name, so a share is cut from every device of the nature alike."""
+    pv, battery, genset = (min(max(share, 0.0), 1.0) for share in (pv_share, battery_share, genset_share))
+    if pv < 1.0 and mg.pv:
 
-    def cut(kw: tuple[float, ...]) -> tuple[float, ...]:
-        return (*kw[:t], kw[t] * share, *kw[t + 1 :])
+        def cut(kw: tuple[float, ...]) -> tuple[float, ...]:
+            return (*kw[:t], kw[t] * pv, *kw[t + 1 :])
 
-    return replace(mg, pv=tuple(replace(p, available_kw=cut(p.available_kw)) for p in mg.pv))
+        mg = replace(mg, pv=tuple(replace(p, available_kw=cut(p.available_kw)) for p in mg.pv))
+    if battery < 1.0 and mg.batteries:
+        mg = replace(mg, batteries=tuple(_battery_part(b, battery) for b in mg.batteries))
+    if genset < 1.0 and mg.gensets:
+        mg = replace(mg, gensets=tuple(_genset_part(g, genset) for g in mg.gensets))
+    return mg
+
+
+def _battery_part(battery: Battery, share: float) -> Battery:
+    """`battery` with `share` of its power; none at all: held where it stands, whatever its state of charge
+    (a start read below its soc_min would otherwise leave no plan at all: it cannot be charged into range)."""
+    part = replace(battery, max_charge_kw=battery.max_charge_kw * share,
+                   max_discharge_kw=battery.max_discharge_kw * share)  # fmt: skip
+    return part if share > 0.0 else replace(part, soc_min=0.0, soc_max=1.0)
+
+
+def _genset_part(genset: Genset, share: float) -> Genset:
+    """`genset` with `share` of its output, fuel curve and costs, its ramp not held (the state holds the whole
+    fleet's output, which a share's ramp could make unreachable: no plan at all); none at all: a genset that
+    cannot run, with no minimum up or down time owed from its state (a plan must be able to leave it stopped)."""
+    if share <= 0.0:
+        return replace(genset, max_kw=0.0, min_kw=0.0, segments=(), ramp_kw_per_interval=math.inf,
+                       min_up_intervals=1, min_down_intervals=1, initial_kw=0.0)  # fmt: skip
+    return replace(
+        genset,
+        max_kw=genset.max_kw * share,
+        min_kw=genset.min_kw * share,
+        segments=tuple(replace(s, width_kw=s.width_kw * share) for s in genset.segments),
+        min_kw_cost_per_h=genset.min_kw_cost_per_h * share,
+        startup_cost=genset.startup_cost * share,
+        ramp_kw_per_interval=math.inf,
+        initial_kw=genset.initial_kw * share,
+    )

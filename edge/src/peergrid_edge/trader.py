@@ -10,16 +10,15 @@ the day around its intervals, where a restarted agent joins and what follows the
        F2) it plans with fewer of them held, and an interval whose own trade it cannot deliver in full is
        dispatched with what it can (the rest its imbalance, the record's `shortfall_kwh`; the trades are
        still settled as agreed): never failed for it (`interval_plan.py`);
-  1-3. schedules this MG with the controller (state from its own battery readings when it (re)starts, then
-       from the plan it dispatched; none of the interval's output of a PV whose inverter is quarantined or
-       stale, said once at WARNING each way and named in the record's `uncounted`: `_counted`), derives its
-       price-quantity curve and its role (seller, buyer, neither) at the mid price; a seller opens at the
-       previous interval's agreed price on the chain (`opening_price`; mid-bounds when there is none), held
-       within this interval's [feed-in, retail], and asks past retail only where the interval's buyers include
-       a clean premium that pays it (`seller_ceiling`); with `market.rationality` strict or trades the curve
-       (and, strict, the dispatch of the agreed trade) is held by the owner's individual-rationality guard
-       (`guard.py`: the day ends within its conventional cost plus `risk_allowance` plus the clean premiums its
-       owner paid, the record's `clean_premium_paid` where it paid one; the budget kept across restarts);
+  1-3. prepares its offer (`interval_offer.py`): schedules this MG with the controller (state from its own
+       battery readings when it (re)starts, then from the plan it dispatched; no PV, battery or genset that
+       is quarantined or stale, named in the record's `uncounted`), derives its price-quantity curve and its
+       role at the mid price, and a seller's opening price (the previous interval's agreed price, within this
+       interval's [feed-in, retail]; past retail only for a buyer's clean premium, `seller_ceiling`); with
+       `market.rationality` strict or trades the curve (and, strict, the dispatch of the agreed trade) is held
+       by the owner's individual-rationality guard (`guard.py`: the day ends within its conventional cost plus
+       `risk_allowance` plus the clean premiums its owner paid, the record's `clean_premium_paid` where it
+       paid one; the budget kept across restarts);
   4.   bargains on the MGMC chain under its anonym (`chain_bargaining.py`): every offer, bid and move is a signed transaction, and
        each bargaining phase waits for the peers' moves in a FINAL block (sellers move, then buyers), so every
        MGMC decides from the same chain state; rounds end when a round repeats the previous one (no one
@@ -73,7 +72,7 @@ from typing import TYPE_CHECKING, Any
 from peergrid_controller.adjustment import Adjustment
 from peergrid_controller.builder import MgState
 from peergrid_controller.model import Microgrid
-from peergrid_controller.moves import BargainingConfig, Participant, role_at_mid
+from peergrid_controller.moves import BargainingConfig
 from peergrid_controller.scenario import ScenarioError, load_scenario
 from peergrid_controller.schedule import MgSchedule, Plan
 from peergrid_edge import (
@@ -83,18 +82,17 @@ from peergrid_edge import (
     day_stages,
     dso_verdicts,
     guard,
+    interval_offer,
     interval_plan,
     own_nonce,
-    quality,
 )
-from peergrid_edge.chain_bargaining import bargain, opening_price, position, standing
+from peergrid_edge.chain_bargaining import bargain, position, standing
 from peergrid_edge.chain_closing import close_interval
 from peergrid_edge.config import MarketSettings
-from peergrid_edge.connection import connected_rules
 from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
 from peergrid_edge.dso_answers import DsoAnswers, Market
 from peergrid_edge.exchange_io import SessionOutcome
-from peergrid_edge.forward_chain import ForwardOutcome, forward_plan, forward_session
+from peergrid_edge.forward_chain import ForwardOutcome
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
 from peergrid_edge.resume import PLAN_CONFIRMED, record_day, stamped
@@ -129,10 +127,10 @@ class MarketAgent:
     # the interval its loop is on, from its idle wait to its record (None: before the first, after the day): the
     # schedule holder bridges a plan past its slots while this is its interval or the next (`agent_dispatch`)
     working_on: int | None = None
-    # its PV inverters not counted on in the interval last planned (name -> quarantined or stale: `_counted`)
-    uncounted: dict[str, str] = {}  # replaced whole (`_counted`), never changed in place
-    # the MG as the interval in hand counts on it (`_counted`), what it is planned and dispatched on; None: the
-    # scenario's (`mg`)
+    # its devices not counted on in the interval last planned (name -> quarantined or stale: `interval_offer`)
+    uncounted: dict[str, str] = {}  # replaced whole (`interval_offer.counted_for`), never changed in place
+    # the MG as the interval in hand counts on it (`interval_offer`), what it is planned and dispatched on; None:
+    # the scenario's (`mg`)
     counted: Microgrid | None = None
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
@@ -253,35 +251,13 @@ class MarketAgent:
     async def run_interval(self, t: int) -> None:
         started = time.time()
         sc = self.scenario
-        # the MG as this interval can count on it: no output of a PV whose inverter is out (`_counted`, U4 F9)
-        mg, uncounted = self._counted(t)
-        self.counted = mg  # what `_schedule` plans and `_dispatch` dispatches on
         self.phase = "schedule"
+        # steps 1-3: the MG as the interval counts on it, its plan, guarded curve and role (`interval_offer`)
+        offer = interval_offer.prepare(self, t)
         assert self.state is not None and self.conv_state is not None
-        # the forward trades of this and later intervals are binding: the day is planned with them fixed
-        chain = self.ledger.state("mgmc")
-        forward = forward_session(chain, t)
-        fixed = forward_plan(chain, self.anonym.public, range(t, sc.intervals), self.dt)
-        # the guard's budget, started in the first interval run (a solve: failing fails the interval only)
-        budget = self.budget or self._start_budget(t, self.resumed)
-        sched, plan = self._schedule(t, fixed)
-        premium = max(m.rules.clean_premium for m in sc.microgrids)
-        feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)
-        retail = max(m.tariff.retail[t] for m in sc.microgrids)
-        # its curve, held by the rationality guard while no forward trade is held (`guard.py`)
-        # the owner's rules within the DSO's connection capacity here: the chain refuses more (`connection`)
-        rules = connected_rules(mg.rules, chain, self.anonym.public, t)
-        curve, fallback = guard.interval_curve(self, t, budget, sched, fixed is not None, premium, rules, mg)
-        # what a DSO change left below the state's conventional value, kept if the interval fails (`guard`)
-        if fallback is not None:
-            budget.note_value(fallback.value)
-        me = Participant(self.name, curve, rules, clean=plan.genset_kw[0] <= 1e-6)
-        role = role_at_mid(me, feed_in, retail)
-        # within this interval's own band [feed-in, retail]: a seller goes past retail only in the rounds, for a
-        # buyer's clean premium (`chain_bargaining.seller_ceiling`; U4 F3)
-        opening = opening_price(self.ledger.state("mgmc"), t, feed_in, retail)
-        if forward is None:
-            rounds = await bargain(self, t, me, role, feed_in, retail, opening)
+        mg, budget, sched, me, rules = offer.mg, offer.budget, offer.sched, offer.me, offer.rules
+        if offer.forward is None:
+            rounds = await bargain(self, t, me, offer.role, offer.feed_in, offer.retail, offer.opening)
             me = standing(self, me, t)  # what `bargain` moved within: the DSO's re-bargains must too
         else:  # closed by the day-ahead clear: its trades are the forward trades, nothing to bargain
             rounds = []
@@ -293,7 +269,7 @@ class MarketAgent:
         # a clean purchase is judged at its price less the owner's premium, as its curve judged it (`guard`)
         premium_paid = guard.premium_paid(mine, self.anonym.public, rules.clean_premium)
         chosen = guard.choose(
-            budget, fallback, t, sched, agreed_kw, money, forward_held=fixed is not None, premium=premium_paid
+            budget, offer.fallback, t, sched, agreed_kw, money, offer.fixed is not None, premium_paid
         )
         sched, plan2, delivered_kw = chosen.sched, chosen.plan, chosen.delivered_kw  # the DSO re-plans on it
         injection_kw = plan2.p2p_net_export[0] + plan2.dso_net_export[0]
@@ -310,7 +286,7 @@ class MarketAgent:
         early = await self._dispatch(t, plan2)
         early_setpoints, dispatched_at, held = self.dispatched, time.time(), self.held
         self.phase = "dso"
-        market = Market(me, feed_in, retail, premium)
+        market = Market(me, offer.feed_in, offer.retail, offer.premium)
         answers = DsoAnswers(plan2, injection_kw, delivered_kw)
         verdict = await self._await_dso(t, sched, market, answers)
         dso_done = time.time()
@@ -361,11 +337,11 @@ class MarketAgent:
             self.state if t == self._last_interval() else None,
         )  # fmt: skip
         self.phase = "done"
-        self.last = {"interval": t, "role": role, "rounds": len(rounds), "trades": len(mine)}
+        self.last = {"interval": t, "role": offer.role, "rounds": len(rounds), "trades": len(mine)}
         self._record(
             {
-                "interval": t, "mg": mg.name, "anonym": self.name, "role": role, "opening": opening,
-                "forward": forward, "rounds": rounds,
+                "interval": t, "mg": mg.name, "anonym": self.name, "role": offer.role, "opening": offer.opening,
+                "forward": offer.forward, "rounds": rounds,
                 "trades": [
                     {"seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(), "price": tr["price"] / 1000,
                      "quantity_kwh": tr["quantity"] / 1000, "id": tid.hex()}
@@ -382,7 +358,7 @@ class MarketAgent:
                 "dispatch_confirmed": confirmed, PLAN_CONFIRMED: metering.confirmed[t], "settled": settled,
                 "times": {"start": started, "bargained": bargained, "dispatched": dispatched_at,
                           "dso_done": dso_done, "end": time.time()},
-                "heights": self.ledger.heights(), "cost_to_go": to_go, "uncounted": uncounted,
+                "heights": self.ledger.heights(), "cost_to_go": to_go, "uncounted": offer.uncounted,
                 "conv_state": asdict(self.conv_state), **guard.record(budget, chosen, cost - money),
                 **({PREMIUM_PAID: premium_paid} if premium_paid > 0 else {}),
             }
@@ -398,22 +374,6 @@ class MarketAgent:
         prices = guard.forecast_for(self, t)
         return interval_plan.plan_day(self.counted or self.mg, self.dt, self.scenario.intervals, t, self.state,
                                       fixed, MgSchedule, prices)  # fmt: skip
-
-    def _counted(self, t: int) -> tuple[Microgrid, dict[str, str]]:
-        """The MG as interval t counts on it (`interval_plan.counted`): its PV forecast cut to the share of its
-        PV inverters that answer (`quality.untrusted_share`: not quarantined, readings fresh), with those left
-        out (name -> quarantined or stale, the record's `uncounted`). Each change is said once, at WARNING at
-        both ends as the poll says a quarantine (a log kept at WARNING shows when it was counted again)."""
-        states = getattr(self.d, "states", None) or {}  # a stand-in daemon without devices doubts none
-        now = self.d.clock.monotonic() if states else 0.0
-        out, share = quality.untrusted_share(states, now, "pv")
-        for name in sorted(out.keys() - self.uncounted.keys()):
-            log.warning("%s %s: not offering its output until it answers (interval %d planned without it)",
-                        name, out[name], t)  # fmt: skip
-        for name in sorted(self.uncounted.keys() - out.keys()):
-            log.warning("%s answers again: its output is counted from interval %d", name, t)
-        self.uncounted = out
-        return interval_plan.counted(self.mg, t, share), out
 
     def _start_budget(self, t: int, resumed: RecordedSpend | None) -> guard.DayBudget:
         """The guard's day budget from interval t (`guard.start_budget`), kept as `budget`."""
