@@ -121,6 +121,7 @@ def test_the_readme_geneses_and_inventory_make_an_mgmc_that_trades(tmp_path: Pat
         market.anonym_key_file == settings.anonym_key_file() == Path("/var/lib/peergrid/edge/keys/anonym.key")
     )
     assert (market.t0, market.interval_s, market.first_interval) == (EPOCH, 900, 0)
+    assert market.days is None  # day after day on the same chain (P4)
     assert market.record_file == Path("/var/lib/peergrid/edge/market.jsonl")
     assert market.dso_api_url == "https://10.20.0.2:8443"  # the enrolment URL's server (pilot all.yml)
     assert market.rules == OwnerRules(floor_price=0.16)  # the owner's rules, as E3 renders them
