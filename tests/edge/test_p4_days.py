@@ -238,3 +238,54 @@ def test_days_the_agent_cannot_run_are_refused(tmp_path: Path, fields: dict[str,
     with pytest.raises(ValidationError, match=says):
         settings(tmp_path, 0.0, **fields)
     assert settings(tmp_path, 0.0, dayahead=True, days=1).days == 1  # one day with the day-ahead, as before
+
+
+def test_a_restart_early_in_day_two_states_the_sale_its_day_one_records_confirm(tmp_path: Path) -> None:
+    """A meterless seller restarted at interval 25 (day 1), whose sale of interval 23 (day 0's last) its last
+    run dispatched (its day-0 verdict line) but did not state; the buyer stays silent. The restart picks up the
+    day before's unsettled trades with that day's verdicts (`pick_up`'s `day_before`): it states the agreed
+    quantity and the chain settles it. Before, it picked up day 1's intervals only (24 on) and left the sale to
+    the buyer's word."""
+    from test_edge_settle_both import both_chain
+    from test_edge_settle_restart import record
+    from test_settlement import KWH
+
+    from peergrid_ledger import query
+
+    me, buyer, authority = (Keypair.generate() for _ in range(3))
+    write_keyfile(tmp_path / "anonym.key", me)
+    records = tmp_path / "market.jsonl"
+    ran: list[int] = []
+
+    async def main() -> tuple[MarketAgent, dict[str, Any] | None]:
+        node = Node(tmp_path, both_chain(me, buyer, authority), authority)
+        node.ledger.start()
+        try:
+            sold = await node.agree(23, me, buyer)
+            await node.agree(24, me, buyer)  # day 1 started: the restart joins 25
+            t0 = time.time() - 2 * INTERVAL_S  # the run's first interval, 23, two slots ago
+            records.write_text(record(23, True, record_day(t0, 23)) + "\n")  # day 0's, as its last run wrote
+            daemon = stand_in_daemon(
+                node.ledger, "mg1", commit_interval_s=6.0, store=NoReadings(), keypair=me
+            )
+            agent = MarketAgent(daemon, settings(tmp_path, t0, first_interval=23, intervals=3))  # type: ignore[arg-type]
+
+            async def interval(t: int) -> None:
+                ran.append(t)
+
+            async def cleared(t: int) -> None:
+                return None
+
+            agent.run_interval = interval  # type: ignore[method-assign]
+            agent._previous_cleared = cleared  # type: ignore[method-assign]
+            await asyncio.wait_for(agent.run(), 60)
+            return agent, query.settlement(node.ledger.state("mgmc"), sold)
+        finally:
+            node.ledger.close()
+
+    agent, standing = asyncio.run(main())
+    assert ran == [25] and agent.s.first_interval == N and agent.recalled == {23: True}
+    ended = [json.loads(line) for line in records.read_text().splitlines()][1:]
+    (statement,) = [doc for doc in ended if doc.get("interval") == 23]
+    assert statement["settlement"]["party"] == "seller" and statement["settlement"]["delivered"] == KWH
+    assert standing is not None and standing["state"] == "settled"

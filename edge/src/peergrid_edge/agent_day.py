@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_edge import agent_settlement, day_stages, guard, own_nonce
 from peergrid_edge.config import MarketSettings
-from peergrid_edge.resume import initial_state, resume_interval, resumed_counterfactual
+from peergrid_edge.resume import initial_state, record_day, resume_interval, resumed_counterfactual
 from peergrid_edge.resume_spend import recorded_spend
 
 if TYPE_CHECKING:
@@ -54,8 +54,9 @@ async def run_day(agent: MarketAgent) -> None:
     t = resume_interval(
         agent.ledger.state("mgmc"), agent.s.first_interval, lambda k: time.time() >= agent._start_of(k + 1)
     )
-    enter_day(agent, calendar, calendar.day_for(t))  # a restart on a later day joins that day
-    agent_settlement.pick_up(agent, t)
+    day = calendar.day_for(t)
+    enter_day(agent, calendar, day)  # a restart on a later day joins that day
+    agent_settlement.pick_up(agent, t, calendar.day_before(day))
     agent.uplift_retry = day_stages.retry_in_background(agent)  # an uplift an earlier run left unpaid (U-A)
     if agent.s.dayahead and t == agent.s.first_interval and (await agent.run_dayahead()).completed:
         await agent.run_forward()
@@ -117,6 +118,14 @@ class Calendar:
         if s.intervals is not None:
             update["intervals"] = s.first_interval + s.intervals - first
         return s.model_copy(update=update)
+
+    def day_before(self, k: int) -> tuple[range, str] | None:
+        """The intervals of the run's day before day k and its records' stamp (`resume.record_day`); None on
+        the run's first day."""
+        if k <= self.day_of(self.settings.first_interval):
+            return None
+        before = self.settings_of(k - 1)
+        return range(before.first_interval, k * self.per_day), record_day(before.t0, before.first_interval)
 
     def scenario_of(self, k: int) -> Scenario:
         """The scenario day k is planned on: every per-interval profile repeated over days 0 to k, so interval t

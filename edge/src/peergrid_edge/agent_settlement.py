@@ -94,9 +94,11 @@ def settler_for(agent: MarketAgent, settings: MarketSettings, sealed: SealedStat
     )  # fmt: skip
 
 
-def pick_up(agent: MarketAgent, t: int) -> None:
+def pick_up(agent: MarketAgent, t: int, day_before: tuple[range, str] | None = None) -> None:
     """The trades of the intervals before t (where a restarted agent resumes) that its last run left
-    unsettled, from the chain, to the Settler; the chain's genesis says whether both parties state. Where
+    unsettled, from the chain, to the Settler, and those of `day_before` (its intervals and its records' stamp:
+    a restart early in a later day of `market.days`, whose day before's last statements may still be due); the
+    chain's genesis says whether both parties state. Where
     they do, each such interval is watched again for the trades the DSO settles with this MG's readings
     (`watch_counterparties`): the last run's watchers ended with it, and its own trade that stands on one
     word, or on two commitments neither party revealed (its salt file lost or corrupt, so the Settler cannot
@@ -104,10 +106,15 @@ def pick_up(agent: MarketAgent, t: int) -> None:
     settler = agent.settler
     settler.by_both = bool(agent.ledger.replicas["mgmc"].app.genesis.params.settle_by_both)
     me = agent.anonym.public
-    before = range(agent.s.first_interval, t)
-    unsettled = unsettled_trades(agent.ledger.state("mgmc"), me, before, settler.by_both)
+    spans = [*([] if day_before is None else [day_before]), (range(agent.s.first_interval, t), agent.day)]
+    state = agent.ledger.state("mgmc")
+    unsettled = [u for before, _ in spans for u in unsettled_trades(state, me, before, settler.by_both)]
     if unsettled and settler.by_both:  # a meterless MG states what its recorded verdicts confirm
-        agent.recalled = recorded_verdicts(agent.s.record_file, before, agent.day)  # its day's (review18 K-1)
+        agent.recalled = {  # each day's verdicts from its own lines (review18 K-1)
+            k: v
+            for before, day in spans
+            for k, v in recorded_verdicts(agent.s.record_file, before, day).items()
+        }
     settler.pick_up(unsettled, me)
     if settler.by_both and agent.s.dso_api_url:  # (its metering made after `recalled`: it copies them)
         for interval in sorted({interval for interval, _, _ in unsettled}):

@@ -33,8 +33,10 @@ log = logging.getLogger("peergrid.edge.trader")  # the trader's own lines, under
 
 async def previous_cleared(agent: MarketAgent, t: int) -> None:
     """Start interval t only once the DSO's final verdict for t - 1 is out (peers are done with it), so a
-    restarted or fast MGMC does not run ahead of the others; a silent DSO costs three intervals' time."""
-    if t <= agent.s.first_interval:
+    restarted or fast MGMC does not run ahead of the others; a silent DSO costs three intervals' time. Not before
+    the run's first interval (nothing of its own came before it); a later day's first is waited for as any
+    other (`market.days`: the agent ran the day before's last, `MarketAgent.done`)."""
+    if t <= agent.s.first_interval and not agent.done:
         return
     deadline = time.monotonic() + 3 * agent.s.interval_s
     while time.monotonic() < deadline and not agent.d.stopping.is_set():
