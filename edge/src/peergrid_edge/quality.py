@@ -10,7 +10,8 @@ it has nothing against. A rating below zero is named too; one that is not finite
 reading: the ledger commits what was read (tamper evidence), the health report and metrics carry the doubt.
 `untrusted_share(states, now, nature)` says which devices of a nature cannot be counted on now (quarantined, or
 their last good reading stale) and what share of that nature's rating the others hold: the trader plans and
-offers a PV's output only while its inverter answers (U4 F9).
+offers a PV's output, a battery's charge and discharge and a genset's output only while the device answers (U4
+F9; `interval_offer.counted_for`).
 """
 
 from __future__ import annotations
