@@ -28,8 +28,14 @@ from test_edge_guard import agent_for
 
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.model import Scenario
-from peergrid_edge import chain_bargaining, dayahead_agent, dayahead_capacity, forward_agent, forward_first
-from peergrid_edge import trader as trader_module
+from peergrid_edge import (
+    chain_bargaining,
+    dayahead_agent,
+    dayahead_capacity,
+    forward_agent,
+    forward_first,
+    interval_offer,
+)
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import ROLE, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent, ForwardOutcome
@@ -109,9 +115,9 @@ SELLER_CAP, BUYER_CAP = 100_000, 50_000  # Wh: well below both
 
 
 def blind_intraday(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The edge before the cut: the owner's rules as they are (where the trader reads them, and where the
+    """The edge before the cut: the owner's rules as they are (where the trader's offer reads them, and where the
     bargaining cuts them again to the capacity standing at its join: `chain_bargaining.standing`)."""
-    monkeypatch.setattr(trader_module, "connected_rules", lambda rules, *_args: rules)
+    monkeypatch.setattr(interval_offer, "connected_rules", lambda rules, *_args: rules)
     monkeypatch.setattr(chain_bargaining, "connected_rules", lambda rules, *_args: rules)
 
 

@@ -111,7 +111,8 @@ class Daemon:
         snapshot = SimpleNamespace(
             reading={"power_w": reports_w, "setpoint_w": reports_w, "rating_w": 100_000.0}
         )
-        self.states = {"bat": SimpleNamespace(settings=settings, last_good=snapshot,
+        health = SimpleNamespace(quarantined=lambda _now: False)  # a quarantine counts as stale too (Q10)
+        self.states = {"bat": SimpleNamespace(settings=settings, last_good=snapshot, health=health,
                                               is_stale=lambda _now: stale)}  # fmt: skip
         self.clock = SimpleNamespace(monotonic=lambda: 0.0, wall=time.time)
         market = SimpleNamespace(t0=time.time(), interval_s=6.0, first_interval=0, intervals=None)
@@ -128,9 +129,9 @@ class Daemon:
         self.schedule = schedule  # dispatched in its slot: followed by its own times (no bridge needed)
 
     async def dispatch_once(self, _dt: float) -> None:
-        wanted = self.schedule.setpoints["bat"]["power_w"]
-        if abs(wanted - self.reports_w) <= 1.0:
-            return  # already reported: nothing written
+        wanted = self.schedule.setpoints.get("bat", {}).get("power_w")
+        if wanted is None or abs(wanted - self.reports_w) <= 1.0:
+            return  # a stale battery is given no setpoint (`planning`); one already reported: nothing written
         self.actuator.writes_total += 1
         if self.alarm:
             self.actuator.alarms_total["bat"] = 1
@@ -160,6 +161,7 @@ def test_an_interval_planned_as_the_one_before_writes_nothing_and_is_still_confi
     plan = SimpleNamespace(battery_kw=(25.0,), genset_kw=(0.0,), genset_on=(False,), pv_used_kw=(0.0,),
                            shed_kw=(0.0,))  # fmt: skip
     confirmed = asyncio.run(agent._dispatch(0, plan))
-    assert agent.dispatched == {"bat": {"power_w": 25_000.0}}
+    # a stale battery gets no setpoint: `decide` never writes it, and its share would go undelivered (Q10)
+    assert agent.dispatched == ({} if stale else {"bat": {"power_w": 25_000.0}})
     assert confirmed == (1 if reports_w != 25_000.0 and not alarm else 0)
     assert agent.held is held
