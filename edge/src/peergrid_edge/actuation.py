@@ -36,11 +36,15 @@ class Alarm:
 
 
 def view_of(state: DeviceState, now_mono: float) -> DeviceView | None:
+    """What dispatch may know of a controllable device (None: not controllable). A quarantined one counts as
+    stale though its last good reading is not old yet (a refused connection quarantines it within three polls,
+    `timeout_s` before its reading goes stale): it is written nothing and given no share of a plan that was
+    made without it (`planning`, `device_trust`), and a dispatch with it does not hold the plan in full."""
     control = state.settings.control
     if control is None:
         return None
     reading = state.last_good.reading if state.last_good is not None else {}
-    stale = state.is_stale(now_mono) or state.last_good is None
+    stale = state.is_stale(now_mono) or state.last_good is None or state.health.quarantined(now_mono)
     return DeviceView(state.settings.name, state.settings.nature, control, reading, stale)
 
 
