@@ -12,24 +12,32 @@ session's name in `forward` (None for an interval bargained intraday), where bef
 bargaining that never came all day (U3); and - when the lab gives the MGMCs' interval records
 (`mgmc_records`) - each MG's cost under P2P and under the conventional market; in
 the pilot those stay private to the MGMCs and the view says so. A record belongs to the trading key it names
-(`anonym`; a record without one, to the MG its file is named after: mgmc-<mg>.jsonl). The interval's welfare is
-given once every key in its trades has its record: while one may still come it is `welfare.waiting` (named) and no
-figure is given - a seller writes its record before its buyers do, and a welfare of the sellers alone read as P2P
-costing more than the conventional market (U2's lab: p2p 0.000 against 4.785). A key's record will not come
-(`welfare.missing`: name -> why) when its MGMC's record of the interval says it failed, when its records went on
-past the interval without one, or when no record names the key (not an enrolled anonym) and every MGMC's records
-went on past the interval, or when its record of the interval is unreadable (a cost that is not a finite number,
-or one of the three missing: `unreadable`, MG -> which field and why; Python's json takes NaN and Infinity, which
-the route answered as null: a cost shown as '—', a saving and welfare computed without it); an enrolled MG no
-record names yet is waited for, until the interval is over by more than the chain's settlement window (with
-`overdue`, `records_overdue`: the MGMC chain's head, block time, past the interval's end on the chain's interval
-clock plus genesis `settle_wait_ms`, the time a party has to state its delivery), when it is missing too: it
-'wrote no record for interval N' (closing23: an MGMC that never wrote one was waited for for good, and no welfare
-was ever given; a record that comes later still counts). A chain without an interval clock gives no such time:
-there it is waited for, named. With none waiting and some missing, the welfare is that of the MGs with records
-(their costs with their P2P payments, `cost_p2p`), not the physical sum, which is fair only over every party (R38
-on f7e23ea: an unenrolled trader's interval showed 'waiting for 3fa2b1c0' for good). Trading keys are shown by the
-MG names the DSO enrolled them under, else by the MG whose records name them, else by their first 8 hex digits.
+(`anonym`; a record without one, to the MG its file is named after: mgmc-<mg>.jsonl). Of an MG's records of an
+interval its last interval record counts (an MGMC may write one again), readable or not; an error record (no cost
+field) says the interval failed only where the MG has no interval record of it, before or after, as the edge's own
+day summary reads them (`day_summary.collect`; R42-6: the edge writes one only where the interval raised before
+its record). The interval's welfare sums every MG's: its trading keys', the enrolled MGs' and those of any MG whose
+records file holds a record (R42-5: one that did not trade dropped out unnamed, and the card read as whole). It is
+given once every key in its trades has its record: while a trader's may still come it is `welfare.waiting` (named)
+and no figure is given - a seller writes its record before its buyers do, and a welfare of the sellers alone read
+as P2P costing more than the conventional market (U2's lab: p2p 0.000 against 4.785); an MG that did not trade is
+named there too, but the figure is given without it (on a chain without an interval clock an MGMC stopped for the
+day would hold back every later welfare). An MG's record will not come (`welfare.missing`: name -> why) when its
+MGMC's record of the interval says it failed, when its records went on past the interval without one, or when no
+record names a trading key (not an enrolled anonym) and every MGMC's records went on past the interval, or when
+its record of the interval is unreadable (a cost that is not a finite number, or one of the three missing:
+`unreadable`, MG -> which field and why; Python's json takes NaN and Infinity, which the route answered as null: a
+cost shown as '—', a saving and welfare computed without it); an enrolled MG no record names yet is waited for,
+until the interval is over by more than the chain's settlement window (with `overdue`, `records_overdue`: the MGMC
+chain's head, block time, past the interval's end on the chain's interval clock plus genesis `settle_wait_ms`, the
+time a party has to state its delivery), when it is missing too: it 'wrote no record for interval N' (closing23:
+an MGMC that never wrote one was waited for for good, and no welfare was ever given; a record that comes later
+still counts). A chain without an interval clock gives no such time: there it is waited for, named. A figure that
+leaves out any MG, waited for or missing, is `welfare.partial` (false where no figure is given): the welfare of
+the MGs with records (their costs with their P2P payments, `cost_p2p`), not the physical sum, which is fair only
+over every party (R38 on f7e23ea: an unenrolled trader's interval showed 'waiting for 3fa2b1c0' for good).
+Trading keys are shown by the MG names the DSO enrolled them under, else by the MG whose records name them, else
+by their first 8 hex digits.
 Reads only: blocks from the store (any thread), state through `call` (the node's loop). Blocks are scanned once,
 incrementally; the records are read at each new head.
 """
@@ -122,7 +130,10 @@ class LiveMarket:
                 self._unread -= set(self._forward)
                 self._closed.update(self._forward)
             intervals = sorted(set(self._positions) | set(self._forward))
-            trades, reopened = self.call(lambda: (self._trades(intervals), self._reopened_at(intervals)))
+            trades, reopened, overdue = self.call(
+                lambda: (self._trades(intervals), self._reopened_at(intervals), self._now_overdue(intervals))
+            )
+            self._overdue.update(overdue)
             self._records = self._read_records()
             out = [self._interval(t, trades.get(t, []), reopened.get(t)) for t in intervals]
         source = f"live: the DSO's replica of the MGMC chain (height {head})"
@@ -193,7 +204,8 @@ class LiveMarket:
                     found.keys[key] = mg
                 if not any(k in rec for k in COSTS):
                     continue  # an error record: the interval failed for that MG
-                # the last record of an interval counts (an MGMC may write one again), readable or not
+                # the last interval record counts (an MGMC may write one again), readable or not; an error
+                # record above only where there is none (see the module's contract)
                 if (why := unreadable_cost(rec)) is not None:
                     found.unreadable.setdefault(t, {})[mg] = why
                     found.costs.get(t, {}).pop(mg, None)
@@ -202,17 +214,17 @@ class LiveMarket:
                 found.unreadable.get(t, {}).pop(mg, None)
         return found
 
-    def _unreported(self, t: int, parties: set[str]) -> tuple[list[str], dict[str, str]]:
-        """Of the trading keys `parties` (hex), those whose record of t may still come (their names) and those
-        whose record will not, with why (see the module's contract)."""
+    def _unreported(self, t: int, parties: set[str]) -> tuple[list[str], dict[str, str], bool]:
+        """Of every MG the interval's welfare sums (the trading keys `parties`, hex; the enrolled MGs; the MGs
+        with records), those whose record of t may still come (their names) and those whose record will not,
+        with why (see the module's contract); and whether a trader is among those waited for."""
         rec = self._records
         costs, written = rec.costs.get(t, {}), rec.written.get(t, set())
         waiting: list[str] = []
         missing: dict[str, str] = {}
+        trader_waits = False
         everyone_past = bool(rec.last) and all(last > t for last in rec.last.values())
-        for key in parties:
-            name = self._name(key)
-            mg = rec.keys.get(key) or (name if name in rec.last else None)  # the MG whose records are its
+        for key, name, mg, trader in self._everyone(parties):
             if mg is not None and mg in costs:
                 continue
             if mg is not None and (why := rec.unreadable.get(t, {}).get(mg)) is not None:
@@ -221,21 +233,41 @@ class LiveMarket:
                 missing[name] = "its MGMC's record of this interval says it failed"
             elif mg is not None and rec.last[mg] > t:
                 missing[name] = "its MGMC's records went on past this interval without one"
-            elif mg is None and key not in self.anonyms and everyone_past:
+            elif trader and mg is None and key not in self.anonyms and everyone_past:
                 missing[name] = "no MGMC's record names this trading key, which is not an enrolled anonym"
             else:
                 waiting.append(name)
-        if waiting and self._is_overdue(t):
+                trader_waits = trader_waits or trader
+        if waiting and t in self._overdue:
             why = f"it wrote no record for interval {t} within the chain's settlement window after its end"
             missing |= {name: why for name in waiting}
-            waiting = []
-        return sorted(waiting), dict(sorted(missing.items()))
+            waiting, trader_waits = [], False
+        return sorted(waiting), dict(sorted(missing.items())), trader_waits
 
-    def _is_overdue(self, t: int) -> bool:
+    def _everyone(self, parties: set[str]) -> list[tuple[str | None, str, str | None, bool]]:
+        """Every MG an interval's welfare sums, once each, as (its trading key or None, its name, the MG whose
+        records are its or None, whether it traded): the trading keys `parties` (hex), then the enrolled MGs,
+        then the MGs whose records files hold any record (R42-5: a non-trader left out read as whole)."""
+        rec = self._records
+        found: list[tuple[str | None, str, str | None, bool]] = []
+        seen: set[str] = set()  # names and MGs taken
+        keys = [(key, True) for key in sorted(parties)]
+        keys += [(key, False) for key in sorted(self.anonyms) if key not in parties]
+        for key, trader in keys:
+            name = self._name(key)
+            mg = rec.keys.get(key) or (name if name in rec.last else None)  # the MG whose records are its
+            if not trader and (name in seen or mg in seen):
+                continue  # an MG enrolled under two keys, or a trader's
+            found.append((key, name, mg, trader))
+            seen |= {name} | ({mg} if mg else set())
+        found += [(None, mg, mg, False) for mg in sorted(rec.last) if mg not in seen]
+        return found
+
+    def _now_overdue(self, intervals: list[int]) -> list[int]:
+        """On the node's loop: those of `intervals` whose records became overdue (one call for them all: every
+        MG's record is waited for now, and an MGMC stopped for the day left one waited for in each interval)."""
         check = self.overdue
-        if check is not None and t not in self._overdue and self.call(lambda: check(t)):
-            self._overdue.add(t)
-        return t in self._overdue
+        return [] if check is None else [t for t in intervals if t not in self._overdue and check(t)]
 
     def _interval(
         self, t: int, trades: list[dict[str, Any]], reopened: tuple[int, int] | None
@@ -269,10 +301,13 @@ class LiveMarket:
         p2p = {mg: round(c["cost_p2p"], 4) for mg, c in costs.items()}
         conventional = {mg: round(c["cost_conventional"], 4) for mg, c in costs.items()}
         parties = {key.hex() for tr in trades for key in (tr["seller"], tr["buyer"])}
-        waiting, missing = self._unreported(t, parties) if self.mgmc_records is not None else ([], {})
+        waiting, missing, trader_waits = (
+            self._unreported(t, parties) if self.mgmc_records is not None else ([], {}, False)
+        )
+        partial = bool(waiting or missing)
         p2p_welfare = None
-        if costs and not waiting:  # whole: the physical costs (payments cancel); else the reporters' own
-            counted = ("cost_p2p", "p2p_money") if not missing else ("cost_p2p",)
+        if costs and not trader_waits:  # whole: the physical costs (payments cancel); else the reporters' own
+            counted = ("cost_p2p",) if partial else ("cost_p2p", "p2p_money")
             p2p_welfare = round(-sum(c[k] for c in costs.values() for k in counted), 4)
         return {
             "interval": t,
@@ -294,8 +329,9 @@ class LiveMarket:
                 "p2p": p2p_welfare,
                 "conventional": None if p2p_welfare is None else round(-sum(conventional.values()), 4),
                 "central": None,  # the centralised optimum is the report's, not computed live
-                "waiting": waiting,  # the trading MGs whose interval record may still come
+                "waiting": waiting,  # the MGs whose interval record may still come (a trader's: no figure)
                 "missing": missing,  # those whose record will not, with why: the figures are the others'
+                "partial": p2p_welfare is not None and partial,  # the figures leave out those named above
             },
         }
 

@@ -27,13 +27,17 @@ export function outcome(iv) {
   return `agreed after ${rounds}, prices still moving`;
 }
 
-// Who the welfare waits for, and whose record will not come (live records: console/live_market.py). With some
-// missing and none waiting the figures are those of the MGs with records (`reporters`), their payments counted.
+// Who the welfare waits for, and whose record will not come (live records: console/live_market.py). A trader
+// waited for holds the figures back; with them given (`partial`: some MG left out, trader or not) they are those of
+// the MGs with records (`reporters`), their payments counted, and each MG left out is named (R42-5: one that did
+// not trade dropped out unnamed, and the card read as whole).
 function welfareNotes(w, reporters) {
-  const missing = Object.entries(w.missing ?? {});
+  const missing = Object.entries(w.missing ?? {}), waiting = w.waiting ?? [];
   const whose = w.p2p === null ? "" : `: the figures are ${reporters.join(", ")}'s alone, with their P2P payments`;
+  const waitingNote = w.p2p === null ? `waiting for the interval records of ${waiting.join(", ")}`
+    : `no interval record yet of ${waiting.join(", ")}, which traded nothing${missing.length ? "" : whose}`;
   return [
-    w.waiting?.length ? el("p", { id: "welfare-waiting" }, el("small", {}, `waiting for the interval records of ${w.waiting.join(", ")}`)) : "",
+    waiting.length ? el("p", { id: "welfare-waiting" }, el("small", {}, waitingNote)) : "",
     missing.length ? el("p", { id: "welfare-missing" }, el("small", {},
       `no interval record will come of ${missing.map(([mg, why]) => `${mg} (${why})`).join("; ")}${whose}`)) : "",
   ];
@@ -127,7 +131,7 @@ export class MarketView {
       el("div", { class: "grid2" },
         el("div", { class: "card" }, el("h2", {}, `Sellers' prices per round (interval ${iv.interval}: ${outcome(iv)})`),
           iv.prices.length ? pricePlot(iv.prices) : el("p", {}, iv.forward ? "no intraday offers: the day-ahead exchange's clear agreed these trades" : "no offers in this interval")),
-        el("div", { class: "card" }, el("h2", {}, "Welfare"),
+        el("div", { class: "card" }, el("h2", { id: "welfare-title" }, iv.welfare.partial ? "Welfare (partial)" : "Welfare"),
           el("table", {}, el("tbody", {},
             ["p2p", "conventional", "central"].map((k) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, fmt(iv.welfare[k], 3)))))),
           welfareNotes(iv.welfare, mgs))),
