@@ -23,6 +23,7 @@ import os
 import socket
 import stat
 import sys
+from functools import partial
 
 from peergrid_dso.check_config import PROGRAM, check_config, say_warnings
 from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
@@ -117,11 +118,14 @@ def serve(args: argparse.Namespace) -> int:
             ConsoleDb.open(state_file).close()  # a damaged console state file: one line and exit 2, untouched
         if (tokens := token_store_path(settings.console.users_file)) is not None:
             TokenStore.open(tokens)  # a damaged enrolment token file: the same, never read as no token
-        from peergrid_dso.live import preflight  # the closed loop's key, geneses, relays file
+        from peergrid_dso.live import preflight, stored_word  # the closed loop's key, geneses, relays file
         from peergrid_dso.services.enrolment_file import check_at_start
 
-        # a damaged enrolment file, or the loop's keys for an MG that enrolled again with new ones: the same
-        warnings = check_at_start(settings.console.users_file, settings.loop) + preflight(settings)
+        # a damaged enrolment file, or the loop's keys for an MG that enrolled again with new ones: the same,
+        # with the DSO chain's word on revocations read from its store before the node opens it
+        loop = settings.loop
+        word = None if loop is None else partial(stored_word, loop.dso_chain)
+        warnings = check_at_start(settings.console.users_file, loop, word) + preflight(settings)
     except (ConsoleStateError, TokenStoreError) as err:
         exit_with_config_error(PROGRAM, ConfigError(str(err)))
     except ConfigError as err:

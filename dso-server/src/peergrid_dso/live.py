@@ -16,7 +16,8 @@ only that loop mutates); `readiness()` reads there what is final of the node's s
 `capacities` on the MGMC chain) for `/api/health`, and `ledger()` whether the node's ledger transport still
 reaches the broker and its network thread runs (`live_reconnect.LedgerLink`, which starts that transport);
 `chain_word(queue)` reads there which of the enrolment queue's MGMC keys the DSO chain revoked and which anonyms
-it holds (the console's start takes its word on the queue read back from its file: `EnrolmentService.follow_chain`);
+it holds (the console's start takes its word on the queue read back from its file: `EnrolmentService.follow_chain`;
+`stored_word` reads the same from the store on disk before the node opens it, for `serve`'s check of the loop's keys);
 `start_alarm` and `relay_alarm` are the relays' alarms while they stand (at start; after an interval:
 `switching_watch.RelayWatch`). A start that fails (bad key file, a store of another chain) raises
 `ConfigError` in the caller. `preflight(settings)` reads, before the web server starts, what the section names
@@ -34,6 +35,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from peergrid_dso.dso_node import DsoNode
@@ -107,10 +109,53 @@ def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
 def chain_word(node: DsoNode, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
     """Of the queue's (MGMC key, anonym) pairs, the MGMC keys revoked on the DSO chain and the anonyms it holds
     an account for (`EnrolmentService.follow_chain`). Call on the node's event loop (it reads the live state)."""
+    return _word(node.replica.app.state, queue)
+
+
+def stored_word(chain: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]] | None:
+    """`chain_word` read from the DSO chain's store on disk (`chain`: the loop's `dso_chain` section) before the
+    node opens it, for `peergrid-dso serve`'s check of the loop's keys (`enrolment_file.check_at_start`): its
+    committed state at its head, key by key. None where there is no store yet (a first start) or it cannot be
+    opened (locked by another process, not a ledger store: the node's start says so in its own words); a store
+    of another chain is `ConfigError` in the node's words (`node_cli.open_store`), here before the web server
+    starts. Opens the store and closes it; never creates one."""
+    from peergrid_ledger.consensus.node_cli import load_genesis
+    from peergrid_ledger.store import BlockStore, StoreError
+
+    data_dir = Path(chain.data_dir)
+    if not data_dir.is_dir() or not any(data_dir.iterdir()):
+        return None
+    genesis = load_genesis(chain.genesis)
+    try:
+        store = BlockStore.open(data_dir)
+    except StoreError:
+        return None
+    try:
+        if store.genesis.hash != genesis.hash:
+            raise ConfigError(f"{data_dir}: holds another chain's store (genesis differs)")
+        return _word(_Committed(store), queue)
+    finally:
+        store.close()
+
+
+class _Committed:
+    """A store's committed state at its head as a `StateReader`, key by key (as `peergrid-ledger rules` reads
+    it): nothing loaded whole."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def get(self, key: bytes) -> bytes | None:
+        from peergrid_ledger.store import STATE_PREFIX
+
+        value: bytes | None = self.store.raw_get(STATE_PREFIX + key)
+        return value
+
+
+def _word(state: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
     from peergrid_ledger import query
     from peergrid_ledger.core import is_revoked
 
-    state = node.replica.app.state
     revoked = {mgmc for mgmc, _ in queue if is_revoked(state, mgmc)}
     return revoked, {anonym for _, anonym in queue if query.account(state, anonym) is not None}
 

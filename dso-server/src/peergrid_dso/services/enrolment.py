@@ -35,6 +35,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,15 @@ UNNAMED = "unnamed"  # a caller that did not say who acted (recorded as such, ne
 ALREADY_REVOKED = "key already revoked"  # the ledger's detail for revoking a revoked key (core.revoke)
 
 
+def chain_status(e: Enrolment, revoked: AbstractSet[bytes], enrolled: AbstractSet[bytes]) -> str:
+    """`e`'s status on the DSO chain's word (`EnrolmentService.follow_chain`): revoked when its identity key is in
+    `revoked`; authorised when pending and its anonym is in `enrolled` (an account on the chain: its approval
+    landed); else as it stands."""
+    if e.mgmc in revoked:
+        return "revoked"
+    return "authorised" if e.status == "pending" and e.anonym in enrolled else e.status
+
+
 @dataclass
 class EnrolmentService:
     recorder: Any  # ChainRecorder of the DSO chain: .submit(kind, body)
@@ -121,10 +131,7 @@ class EnrolmentService:
         with self._taking:
             changed = []
             for e in self.enrolments.values():
-                status = "revoked" if e.mgmc in revoked else e.status
-                if status == "pending" and e.anonym in enrolled:
-                    status = "authorised"
-                if status != e.status:
+                if (status := chain_status(e, revoked, enrolled)) != e.status:
                     e.status = status
                     changed.append(e)
             if changed:

@@ -9,18 +9,20 @@ file that is not ours (unreadable, not JSON, another type, a malformed or repeat
 queue (an MGMC waiting for approval would vanish from the console, and one revoked could ask again under its MG's
 name). `enrolment_file_path(users_file)`: the file beside the console's user file (None: no data directory, the
 queue lives in memory, as in the lab). `loop_key_faults(mgs, enrolments)`: where the closed loop's config names
-keys for an MG that its enrolment does not hold (see there). Pure but for `read` and `write`.
+keys for an MG that its enrolment does not hold (see there); `check_at_start`: what `serve` and `check-config` read
+of it before the server starts (`serve` with the DSO chain's word on it). Pure but for `read` and `write`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from peergrid_dso.data_files import locked_beside, write_replacing
-from peergrid_dso.services.enrolment import STATUSES, Enrolment
+from peergrid_dso.services.enrolment import STATUSES, Enrolment, chain_status
 
 FILE_TYPE = "peergrid-enrolments-v1"
 FILE_NAME = "enrolments.json"
@@ -158,11 +160,17 @@ def check_loop_keys(mgs: Mapping[str, Any], enrolments: Mapping[bytes, Enrolment
     return warnings
 
 
-def check_at_start(users_file: Path | None, loop: Any) -> list[str]:
+ChainWord = Callable[[list[tuple[bytes, bytes]]], tuple[set[bytes], set[bytes]] | None]
+
+
+def check_at_start(users_file: Path | None, loop: Any, chain_word: ChainWord | None = None) -> list[str]:
     """What `peergrid-dso serve` and `check-config` read before the server starts: the enrolment file beside
     `users_file` (damaged: `ConfigError` naming it) and, with the closed loop's section `loop`, its MGs' keys
-    against the queue as the file holds it (`check_loop_keys`; the server checks again as it starts, with the
-    DSO chain's word on revocations). Returns the warnings. Reads; never writes or creates a file."""
+    against the queue (`check_loop_keys`). With `chain_word` (`serve`: `live.stored_word`, the DSO chain's store
+    read before the node opens it), the queue as the loop's start will hold it (`as_the_loop_starts`), so a
+    revocation only the chain holds is refused here in the same line, not inside the web server's start;
+    without (`check-config`, which never opens the store a running server holds), as the file holds it. Returns
+    the warnings. Reads; never writes or creates a file."""
     from peergrid_ledger.settings import ConfigError
 
     path = enrolment_file_path(users_file)
@@ -172,4 +180,35 @@ def check_at_start(users_file: Path | None, loop: Any) -> list[str]:
         kept = EnrolmentFile(path).read()
     except EnrolmentFileError as exc:
         raise ConfigError(str(exc)) from None
-    return [] if loop is None else check_loop_keys(loop.mgs, kept)
+    if loop is None:
+        return []
+    if chain_word is not None:
+        kept = as_the_loop_starts(kept, loop.mgs, chain_word)
+    return check_loop_keys(loop.mgs, kept)
+
+
+def as_the_loop_starts(
+    kept: Mapping[bytes, Enrolment], mgs: Mapping[str, Any], chain_word: ChainWord
+) -> dict[bytes, Enrolment]:
+    """The queue read back from the file as the closed loop's start makes it, on copies: the loop's MGs
+    authorised, or revoked where the chain says so (`live.loop_enrolments`), over the file's entries for those
+    keys (`EnrolmentService.keep_in`), then the chain's word on every entry (`follow_chain`). `chain_word(pairs)`
+    gives, of the (MGMC key, anonym) pairs, the keys revoked and the anonyms enrolled on the DSO chain, or None
+    where there is no chain yet (a first start): the file's word then stands."""
+    loop_pairs = {}
+    for mg, entry in mgs.items():
+        try:
+            loop_pairs[bytes.fromhex(entry.node)] = (bytes.fromhex(entry.anonym), mg)
+        except ValueError:  # not hex: the node's own start refuses it, with its own words
+            continue
+    pairs = [(e.mgmc, e.anonym) for e in kept.values()] + [(k, a) for k, (a, _) in loop_pairs.items()]
+    word = chain_word(pairs)
+    if word is None:
+        return dict(kept)
+    revoked, enrolled = word
+    queue = {k: replace(e) for k, e in kept.items()}
+    for mgmc, (anonym, mg) in loop_pairs.items():
+        queue[mgmc] = Enrolment(mgmc, anonym, mg, "revoked" if mgmc in revoked else "authorised")
+    for e in queue.values():
+        e.status = chain_status(e, revoked, enrolled)
+    return queue
