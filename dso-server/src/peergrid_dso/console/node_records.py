@@ -7,7 +7,8 @@ older ones are in the ledger explorer) and returns the audit entries they make, 
 loop's reconfiguration, each `switching_plan` the interval planner made (`interval-<t>`) or the start's
 adoption (`... at start`), one line (`record`, `height`: its switching_plan's) naming its plan's, steps' and
 result's txids, done or 'not done' with the switches that failed (changed in place when its result comes:
-`changes` counts lines made and changed); and each
+`changes` counts lines made and changed; a plan waits for its result among the last `RESULTS_AWAITED` plans,
+an older one stays 'no result recorded yet'); and each
 `operator_action` the node signed under its own name (the relay watch's read-back records, the chain
 adapter's nonce fillers). An operator's plans and actions are not the node's: the console records those
 itself (`Operations._seal`). Reads only; not thread-safe (the caller holds one lock around `scan`).
@@ -27,6 +28,10 @@ NODE = NODE_NAME  # the name the node signs its own operator_action records with
 INTERVAL_PLAN = re.compile(r"interval-(\d+)")  # services.interval's plan ids
 START_ADOPTION = " at start"  # dso_node's adoption_id(..., "at start")
 SCAN_BACK = 10_000  # blocks read back from the head at the first scan: 5.6 h of an idle chain (2-s heartbeat)
+# plans whose line waits for its result: a result comes within its interval, and one that never does (the node
+# stopped mid-plan) is given up once this many newer wait, its line left 'no result recorded yet': a day and
+# more of 15-minute intervals; without a bound a pilot running for months held every such plan
+RESULTS_AWAITED = 100
 
 
 def node_plan(plan_id: str) -> bool:
@@ -35,8 +40,8 @@ def node_plan(plan_id: str) -> bool:
 
 
 class NodeRecords:
-    def __init__(self, chain: ReadableChain, back: int = SCAN_BACK) -> None:
-        self.chain, self.back = chain, back
+    def __init__(self, chain: ReadableChain, back: int = SCAN_BACK, awaited: int = RESULTS_AWAITED) -> None:
+        self.chain, self.back, self.awaited = chain, back, awaited
         self.scanned: int | None = None  # the last height read (None: none yet)
         self.changes = 0  # lines made or changed so far (for the Operations view's version)
         self._plans: dict[
@@ -81,7 +86,10 @@ class NodeRecords:
             said = f"{said}: {moves or 'no switching'}"
             line = {"user": NODE, "action": f"{said}: no result recorded yet", "txids": [tx.txid.hex()],
                     "record": tx.txid.hex(), "height": height, "at": at}  # fmt: skip
+            self._plans.pop(plan_id, None)  # (re-inserted: the newest)
             self._plans[plan_id] = (line, said)
+            while len(self._plans) > self.awaited:  # the oldest waits no longer (dicts keep insertion order)
+                del self._plans[next(iter(self._plans))]
             return line
         if tx.kind not in ("switching_step", "switching_result") or plan_id not in self._plans:
             return None

@@ -247,12 +247,23 @@ class ConsoleState:
 
 def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> ConsoleState:
     """`dso`: the DSO engineer's `DsoServices` (feeder, switch state, DSO chain, switching, enrolment);
-    `loop`: the embedded closed-loop node (`peergrid_dso.live.EmbeddedLoop`), or None in the lab."""
+    `loop`: the embedded closed-loop node (`peergrid_dso.live.EmbeddedLoop`), or None in the lab. A build that
+    fails after the console database was opened (a damaged token or enrolment file, the loop's keys refused, a
+    bad user file) closes it before it raises: the server's start ends there, and nothing else holds it."""
+    db = ConsoleDb.open(path) if (path := console_db_path(settings.users_file)) is not None else None
+    try:
+        return _console(settings, dso, loop, db)
+    except BaseException:
+        if db is not None:
+            db.close()
+        raise
+
+
+def _console(settings: ConsoleSettings, dso: Any, loop: Any, db: ConsoleDb | None) -> ConsoleState:
     live = loop is not None
     grid = GridView(dso.feeder, DsoSwitchgear(dso), {} if live else lab_injections(dso.feeder))
     for alarm in getattr(dso, "alarms", []):  # the node's start: relays it could not adopt
         grid.alarm(alarm)
-    db = ConsoleDb.open(path) if (path := console_db_path(settings.users_file)) is not None else None
     if (tokens := token_store_path(settings.users_file)) is not None:  # issued tokens outlive a restart
         dso.enrolment.store = TokenStore.open(tokens)
     if (queue := enrolment_file_path(settings.users_file)) is not None:  # and so does the enrolment queue
