@@ -148,7 +148,11 @@ def test_build_console_shows_the_nodes_own_watch(users_file: Path) -> None:
     dso = build_dso_services({"mg1": 5})
     watch = RelayWatch(dso.switching.executor.driver, threading.RLock(), _chain)
     node = SimpleNamespace(loop=SimpleNamespace(watch=None))
-    loop = SimpleNamespace(lock=threading.RLock(), listeners=[], node=node, replica=lambda role: None)
+    # as `EmbeddedLoop`: `running` too, which the console's reader of the node's records follows (without it
+    # that thread raised AttributeError, a warning in the run); not running, so it reads nothing here
+    loop = SimpleNamespace(
+        lock=threading.RLock(), listeners=[], node=node, replica=lambda role: None, running=False
+    )
     state = build_console(ConsoleSettings(users_file=users_file, lab_market=False), dso, loop)
     dso.switching.executor.driver.closed[33] = True
     read(watch, dso)
