@@ -78,3 +78,17 @@ def test_a_lab_stopped_before_the_dsos_first_record_is_refused_by_the_testbed_in
     _keys_only(empty)
     (empty / "logs").mkdir()
     assert run_before(empty) == ""
+
+
+def test_a_users_file_put_there_before_the_first_start_is_no_earlier_run(tmp_path: Path) -> None:
+    """The console's users file (and the lock `peergrid-dso user add` leaves beside it), written into the lab
+    directory before its first start, is the user's own: the lab uses it (tests/console/test_browser.py starts its
+    lab so). Before, 05bb732 refused that start as "its processes' configs, config/console-users.json"."""
+    workdir = tmp_path / "lab"
+    (workdir / "config").mkdir(parents=True)
+    (workdir / "config" / "console-users.json").write_text("{}", encoding="utf-8")
+    (workdir / "config" / "console-users.json.lock").write_text("", encoding="utf-8")
+    assert run_before(workdir) == ""
+    _keys_only(workdir)  # not refused
+    (workdir / "config" / "dso.yaml").write_text("feeder: ieee33\n", encoding="utf-8")  # what a start writes
+    assert run_before(workdir) == "its processes' configs, config/dso.yaml"

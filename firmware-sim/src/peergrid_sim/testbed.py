@@ -260,11 +260,17 @@ RUN_TRACES = (
     ("ports.json", "its ports"),
 )
 
+# What a user may put in a lab directory before its first start: the console's users file (`peergrid-dso user
+# --users <workdir>/config/console-users.json add ...`, and the lock file beside it that command leaves), which
+# the lab then uses instead of adding its own admin (`processes._add_console_admin`; tests/console/test_browser.py
+# starts its lab so). Not a trace of a run.
+OWN_BEFORE = frozenset({Path("config/console-users.json"), Path("config/console-users.json.lock")})
+
 
 def run_before(workdir: Path) -> str:
     """What of an earlier start of the lab `workdir` holds ("" for none), as the refusal names it: its coordinated
     halt (the chains stop above those heights at once), else the first of `RUN_TRACES` there (a directory counts
-    only with something in it). Why: a second start after a finished day halted at the old heights, printed the
+    only with something in it other than `OWN_BEFORE`). Why: a second start after a finished day halted at the old heights, printed the
     old day's 16 intervals as done and wrote a report whose checks all passed, trading nothing (U4); one after a
     run stopped before the DSO's first interval record ran on the old run's ledger stores and MGMC records and
     was not refused (D4)."""
@@ -276,7 +282,7 @@ def run_before(workdir: Path) -> str:
     for name, what in RUN_TRACES:
         path = workdir / name
         if path.is_dir():
-            inside = sorted(path.iterdir())
+            inside = sorted(p for p in path.iterdir() if p.relative_to(workdir) not in OWN_BEFORE)
             if inside:
                 more = f" (+{len(inside) - 2} more)" if len(inside) > 2 else ""
                 return f"{what}, {', '.join(str(p.relative_to(workdir)) for p in inside[:2])}{more}"
