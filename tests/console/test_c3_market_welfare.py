@@ -73,13 +73,15 @@ def test_an_unenrolled_trader_no_record_names_is_missing_once_every_mgmc_went_pa
     assert iv["trades"][0]["buyer"] == "0d0d0d0d"
     # mg1 has not gone past 40: the buyer's record may still come (its MGMC's first, not written yet)
     assert iv["welfare"] == {
-        "p2p": None, "conventional": None, "central": None, "waiting": ["0d0d0d0d"], "missing": {}
+        "p2p": None, "conventional": None, "central": None, "waiting": ["0d0d0d0d"], "missing": {},
+        "partial": False,
     }  # fmt: skip
     mg1.write_text(mg1.read_text() + record(41, SELLER, 0.3, 0.4, 0.0))
     (iv,) = market_of(tmp_path, monkeypatch, enrolled)["intervals"]
     assert iv["welfare"] == {
         "p2p": 1.0, "conventional": 0.5, "central": None, "waiting": [],  # mg1's: -(-1.0), -(-0.5)
         "missing": {"0d0d0d0d": "no MGMC's record names this trading key, which is not an enrolled anonym"},
+        "partial": True,
     }  # fmt: skip
 
 
@@ -91,7 +93,9 @@ def test_an_unenrolled_trader_whose_mgmc_writes_records_is_named_and_counted_by_
     (iv,) = market_of(tmp_path, monkeypatch, {SELLER.hex(): "mg1"})["intervals"]
     assert iv["trades"] == [{"seller": "mg1", "buyer": "mg4", "quantity_kwh": 5.0, "price": 0.18}]
     # whole: the physical costs, mg1 -1.0 + 0.72 and mg4 2.0 - 0.72
-    assert iv["welfare"] == {"p2p": -1.0, "conventional": -2.0, "central": None, "waiting": [], "missing": {}}
+    assert iv["welfare"] == {
+        "p2p": -1.0, "conventional": -2.0, "central": None, "waiting": [], "missing": {}, "partial": False
+    }  # fmt: skip
 
 
 def test_an_enrolled_trader_is_waited_for_until_its_records_say_the_interval_failed_or_went_past(
@@ -114,7 +118,8 @@ def test_an_enrolled_trader_is_waited_for_until_its_records_say_the_interval_fai
         mg3.write_text(written + "\n")
         (iv,) = market_of(tmp_path, monkeypatch, enrolled)["intervals"]
         assert iv["welfare"] == {
-            "p2p": 1.0, "conventional": 0.5, "central": None, "waiting": [], "missing": {"mg3": why}
+            "p2p": 1.0, "conventional": 0.5, "central": None, "waiting": [], "missing": {"mg3": why},
+            "partial": True,
         }  # fmt: skip
 
 
@@ -131,11 +136,14 @@ def test_a_settlement_line_is_no_record_of_the_interval(
     mg3.write_text(json.dumps({"interval": 40, "settlement": settlement | {"delivered": 4_000}}) + "\n")
     (iv,) = market_of(tmp_path, monkeypatch, enrolled)["intervals"]
     assert iv["welfare"] == {
-        "p2p": None, "conventional": None, "central": None, "waiting": ["mg3"], "missing": {}
+        "p2p": None, "conventional": None, "central": None, "waiting": ["mg3"], "missing": {},
+        "partial": False,
     }  # fmt: skip
     mg3.write_text(mg3.read_text() + record(40, BUYER, 2.0, 2.5, -0.72))  # its record, after the line
     (iv,) = market_of(tmp_path, monkeypatch, enrolled)["intervals"]
-    assert iv["welfare"] == {"p2p": -1.0, "conventional": -2.0, "central": None, "waiting": [], "missing": {}}
+    assert iv["welfare"] == {
+        "p2p": -1.0, "conventional": -2.0, "central": None, "waiting": [], "missing": {}, "partial": False
+    }  # fmt: skip
 
 
 def test_the_market_view_shows_the_known_welfare_and_names_who_is_missing(

@@ -278,16 +278,21 @@ def test_the_live_market_rebuilds_rounds_trades_and_costs_from_the_chain(
     ]
     assert iv["cost_p2p"] == {"mg1": -1.0} and iv["cost_conventional"] == {"mg1": -0.5}
     # the buyer mg3 has not written its record yet: no welfare of the seller alone (U2)
+    # (mg2, which traded nothing, is named too: its figure is not in either)
     assert iv["welfare"] == {
-        "p2p": None, "conventional": None, "central": None, "waiting": ["mg3"], "missing": {}
+        "p2p": None, "conventional": None, "central": None, "waiting": ["mg2", "mg3"], "missing": {},
+        "partial": False,
     }  # fmt: skip
     (records / "mgmc-mg3.jsonl").write_text(
         json.dumps({"interval": 40, "cost_p2p": 2.0, "cost_conventional": 2.5, "p2p_money": -0.72}) + "\n"
     )
+    (records / "mgmc-mg2.jsonl").write_text(
+        json.dumps({"interval": 40, "cost_p2p": 0.0, "cost_conventional": 0.0, "p2p_money": 0.0}) + "\n"
+    )  # sold nothing, costs nothing
     (iv,) = LiveMarket(replica, lambda fn: fn(), names, 0.25, records).report()["intervals"]
     # physical cost: mg1 -1.0 + 0.72, mg3 2.0 - 0.72; conventional -0.5 + 2.5
     assert iv["welfare"] == {
-        "p2p": -1.0, "conventional": -2.0, "central": None, "waiting": [], "missing": {}
+        "p2p": -1.0, "conventional": -2.0, "central": None, "waiting": [], "missing": {}, "partial": False
     }  # fmt: skip
     pilot = LiveMarket(replica, lambda fn: fn(), names, 0.25, None).report()
     assert pilot["intervals"][0]["cost_p2p"] == {} and "private" in pilot["source"]

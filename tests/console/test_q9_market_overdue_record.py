@@ -41,19 +41,22 @@ def test_an_enrolled_mg_that_wrote_nothing_is_named_once_the_window_is_over(
     market = live_market(tmp_path, monkeypatch, overdue=lambda t: t in over)
     (iv,) = market.report()["intervals"]
     assert iv["welfare"] == {
-        "p2p": None, "conventional": None, "central": None, "waiting": ["mg3"], "missing": {}
+        "p2p": None, "conventional": None, "central": None, "waiting": ["mg3"], "missing": {},
+        "partial": False,
     }  # fmt: skip
     over.append(40)  # the chain's head went past the interval's end and its settlement window
     (iv,) = live_market(tmp_path, monkeypatch, overdue=lambda t: t in over).report()["intervals"]
     assert iv["welfare"] == {
         "p2p": 1.0, "conventional": 0.5, "central": None, "waiting": [],  # mg1's alone: partial
-        "missing": {"mg3": NO_RECORD},
+        "missing": {"mg3": NO_RECORD}, "partial": True,
     }  # fmt: skip
     (tmp_path / "mgmc-mg3.jsonl").write_text(
         record(40, BUYER, cost_p2p=2.0, cost_conventional=2.5, p2p_money=-0.72)
     )  # late, but written: counted
     (iv,) = live_market(tmp_path, monkeypatch, overdue=lambda t: t in over).report()["intervals"]
-    assert iv["welfare"] == {"p2p": -1.0, "conventional": -2.0, "central": None, "waiting": [], "missing": {}}
+    assert iv["welfare"] == {
+        "p2p": -1.0, "conventional": -2.0, "central": None, "waiting": [], "missing": {}, "partial": False
+    }  # fmt: skip
 
 
 def test_without_the_chains_word_an_mg_is_waited_for_named(

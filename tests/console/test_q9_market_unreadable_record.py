@@ -2,8 +2,8 @@
 route (FastAPI 0.165, pydantic) answered it as null, so the page showed that MG's P2P cost as '—' and its saving
 as the conventional cost alone, and the interval's welfare as '—' with no word why (closing23 said the page
 answered 500: not with this FastAPI; the figures were wrong instead). Now the record is unreadable, named with its
-MG and field, left out of the costs and the welfare (its MG missing, with why, when it traded), and the rest of the
-interval is shown. `LiveMarket` over a stand-in replica, through the app's market route, then the page in headless
+MG and field, left out of the costs and the welfare (its MG missing, with why, trader or not: C4, R42-5), and the
+rest of the interval is shown. `LiveMarket` over a stand-in replica, through the app's market route, then the page in headless
 Chromium."""
 
 from __future__ import annotations
@@ -71,7 +71,11 @@ def test_the_market_route_answers_with_the_unreadable_records_named(
     assert iv["cost_p2p"] == {"mg1": -1.0} and iv["cost_conventional"] == {"mg1": -0.5}
     assert iv["welfare"] == {
         "p2p": 1.0, "conventional": 0.5, "central": None, "waiting": [],  # mg1's alone: -(-1.0), -(-0.5)
-        "missing": {"mg3": "its MGMC's record of this interval is unreadable: cost_p2p is NaN, not a finite number"},
+        "missing": {
+            "mg3": "its MGMC's record of this interval is unreadable: cost_p2p is NaN, not a finite number",
+            "mg5": "its MGMC's record of this interval is unreadable: p2p_money is Infinity, not a finite number",
+        },
+        "partial": True,
     }  # fmt: skip
 
 
@@ -84,8 +88,10 @@ def test_a_record_written_again_readable_counts_and_the_last_one_wins(
     (iv,) = live_market(tmp_path, monkeypatch).report()["intervals"]
     assert iv["unreadable"] == {"mg5": "p2p_money is Infinity, not a finite number"}
     assert (
-        iv["welfare"]["p2p"] == -1.0 and iv["welfare"]["missing"] == {}
-    )  # mg1 and mg3 whole: -(-1+.72+2-.72)
+        iv["welfare"]["p2p"] == -1.0
+        and list(iv["welfare"]["missing"]) == ["mg5"]
+        and iv["welfare"]["partial"]
+    )  # mg1 and mg3 counted, mg5 (no trade, unreadable) left out: -(-1+2)
     mg3.write_text(
         mg3.read_text() + record(40, BUYER, cost_p2p=-math.inf, cost_conventional=2.5, p2p_money=0)
     )
