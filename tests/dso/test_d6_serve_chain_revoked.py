@@ -5,11 +5,14 @@ says authorised: a revocation made outside the console, or the file missing the 
 Before, that fault was found only once the node had opened its store, inside uvicorn's startup
 (`console.state.build_console`): 'Traceback ... ConfigError', uvicorn's 'Application startup failed', exit 3.
 Now `serve` reads the revocations from the DSO chain's store on disk before the node opens it (`live.stored_word`)
-and says the file-based check's own words (`enrolment_file.check_at_start`)."""
+and says the file-based check's own words (`enrolment_file.check_at_start`). A `ConfigError` found only as the node
+starts inside the web server's start (a store another process holds) ends `serve` in its one line too, exit 2
+(`app.StartRefusal`), on its own port or an inherited socket."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +122,28 @@ def test_the_stored_word_of_a_store_locked_another_chains_or_none_yet(tmp_path: 
         stored_word(other_chain, pairs)  # the node's own words, before the web server starts
     first = SimpleNamespace(genesis=genesis, data_dir=tmp_path / "none")  # a first start: nothing made
     assert stored_word(first, pairs) is None and not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("listening", ["its own port", "an inherited socket (--listen-fd)"])
+def test_a_config_error_only_the_nodes_start_finds_ends_serve_in_one_line(
+    tmp_path: Path, mosquitto: Any, listening: str
+) -> None:
+    """Where the fault shows only as the node starts inside the web server's start (here the DSO chain's store
+    held by another process: this check reads no word from it, the node cannot open it), `serve` ends with the
+    node's one line, exit 2 (`app.StartRefusal`): uvicorn's own lines before it, no traceback."""
+    dso, mgmc, anonym = (Keypair.generate() for _ in range(3))
+    keys.write_keyfile(tmp_path / "dso.key", dso)
+    genesis = dso_chain_revoking(tmp_path, dso, Keypair.generate(), Keypair.generate())
+    path = config(tmp_path, genesis, (mgmc, anonym), mosquitto.port)
+    argv = [str(PEERGRID_DSO), "serve", "--config", str(path)]
+    with socket.create_server(("127.0.0.1", 0)) as listener, BlockStore.open(tmp_path / "dso.db"):
+        fds = (listener.fileno(),) if listening.endswith("(--listen-fd)") else ()
+        argv += [f"--listen-fd={fd}" for fd in fds]
+        # another server's node holds the store
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, pass_fds=fds)
+    # before: 'Traceback ... ConfigError: .../dso.db: cannot open ledger store (...)', exit 3
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"peergrid-dso: config error: {tmp_path / 'dso.db'}: cannot open ledger store"), (
+        last
+    )

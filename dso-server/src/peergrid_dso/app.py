@@ -2,7 +2,8 @@
 
 Promises: `create_app(settings)` builds nothing at import time; heavy objects (MQTT listener, the network
 model, the DSO services, and with a `loop:` section the closed loop's DSO node with its ledger replicas and
-relays) are made in `lifespan`, stored on `app.state` and reached through `Depends`, and stopped with it.
+relays) are made in `lifespan`, stored on `app.state` and reached through `Depends`, and stopped with it; a
+`ConfigError` raised there as it starts is kept as `app.state.start_refused` (`StartRefusal`: `serve`'s one line).
 `GET /api/health` says `ok`, or `degraded` when the health listener does not hear the feeder (its section
 `health_listener`, `health_listener.listener_health`: dead, disconnected, its subscription not granted, or
 silent past the config's `health_listener.silent_after_s`; with its counts of reports taken, malformed and
@@ -31,14 +32,40 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from peergrid_dso.config import DsoSettings
 from peergrid_dso.services.health import MqttHealthListener, NodeBoard
+from peergrid_ledger.settings import ConfigError
 
 
 def get_board(request: Request) -> NodeBoard:
     board: NodeBoard = request.app.state.board
     return board
+
+
+class StartRefusal:
+    """The app as `peergrid-dso serve` hands it to uvicorn: where its lifespan's start raised a `ConfigError`
+    (`refused`: a bad config or data the node finds only as it starts - a chain store another process holds,
+    a capacity the chain cannot carry, the loop's keys the DSO chain revoked), uvicorn is told the start failed
+    without the traceback Starlette writes into the ASGI `lifespan.startup.failed` message (which uvicorn logs),
+    and `serve` says it in one line, exit 2. Anything else raised there keeps its traceback (a fault of ours)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    @property
+    def refused(self) -> ConfigError | None:
+        refused: ConfigError | None = getattr(self.app.state, "start_refused", None)
+        return refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def told(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.refused is not None:
+                message = {"type": message["type"], "message": ""}
+            await send(message)
+
+        await self.app(scope, receive, told if scope["type"] == "lifespan" else send)
 
 
 def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
@@ -60,6 +87,7 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
                 tls.apply(listener.client)
             listener.start()
         loop = None
+        starting = True
         try:
             if settings.loop is not None:  # the DSO of the closed loop: the console shows and operates it
                 from peergrid_dso.live import EmbeddedLoop
@@ -75,7 +103,12 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
 
             app.state.console = build_console(settings.console, app.state.dso, loop)
             app.state.console.start_market()
+            starting = False
             yield
+        except ConfigError as err:
+            if starting:  # for `serve` to say in one line (`StartRefusal`), not as uvicorn's traceback
+                app.state.start_refused = err
+            raise
         finally:
             console = getattr(app.state, "console", None)
             if console is not None:  # its reader of the DSO chain first: the node's stop closes that store

@@ -12,7 +12,9 @@ label and whether and by which MGMC it was used (the tokens themselves are not k
 
 `serve --listen-fd N` serves on a listening TCP socket its launcher bound and handed over as file descriptor N
 (the lab's testbed: it knows the port before the server starts, and no other process can take it in
-between); an fd that is not one exits 2 with one line before anything else is read.
+between); an fd that is not one exits 2 with one line before anything else is read. A bad config or data
+`serve` finds before the web server starts, or only as its app starts (a `ConfigError` in the lifespan: the
+node's own start, `app.StartRefusal`), is one line and exit 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -136,19 +138,26 @@ def serve(args: argparse.Namespace) -> int:
 
     http = settings.http  # with cert_file and key_file: HTTPS (the pilot's MGMCs enrol over it)
 
-    from peergrid_dso.app import create_app
+    from peergrid_dso.app import StartRefusal, create_app
     from peergrid_dso.logs import log_config
 
     logs = log_config(args.log_level)  # every line with its time and level (uvicorn applies it as it starts)
+    # a ConfigError raised only as the app starts (the node's own start): one line and exit 2 all the same
+    app = StartRefusal(create_app(settings))
     if listener is None:
-        uvicorn.run(
-            create_app(settings), host=settings.http.host, port=settings.http.port, log_level=args.log_level,
-            log_config=logs, ssl_certfile=http.cert_file, ssl_keyfile=http.key_file,
-        )  # fmt: skip
+        try:
+            uvicorn.run(
+                app, host=settings.http.host, port=settings.http.port, log_level=args.log_level,
+                log_config=logs, ssl_certfile=http.cert_file, ssl_keyfile=http.key_file,
+            )  # fmt: skip
+        except SystemExit:  # (uvicorn.run's own exit when the start failed: 3)
+            if app.refused is not None:
+                exit_with_config_error(PROGRAM, app.refused)
+            raise
         return 0
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            app,
             log_level=args.log_level,
             log_config=logs,
             ssl_certfile=http.cert_file,
@@ -165,6 +174,10 @@ def serve(args: argparse.Namespace) -> int:
         server.run(sockets=[listener])
     except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C after its graceful shutdown
         pass
+    except SystemExit:  # (uvicorn's own exit when the start failed: 3)
+        if app.refused is not None:
+            exit_with_config_error(PROGRAM, app.refused)
+        raise
     return 0 if server.started else STARTUP_FAILURE
 
 
