@@ -120,7 +120,8 @@ class Meters:
             try:
                 if isinstance(read, str):
                     raise Unmetered(read)
-                # a roll-over bounded by the party's posted connection, as its MGMC states (R38-2)
+                # a roll-over and a forward step bounded by the party's posted connection, as its MGMC states
+                # (R38-2, L3: a step beyond it leaves the party unmetered)
                 most_w = posted_w(self.state, anonym, self.interval, self.clock.interval_ms)
                 energy: Fraction | str = read.energy(self.clock, self.interval, side, most_w=most_w)
             except Unmetered as exc:

@@ -26,7 +26,9 @@ A PCC meter (nature `meter`; one per MG) reports cumulative counters: `energy_wh
 `import_wh` (TotWhImp), acc32 registers that roll over, undone as `counter_roll.rolled_over` says, bounded by the
 party's connection capacity posted on the chain, as its MGMC bounds it (`counter_roll.posted_w`: `dispute_shares.
 Meters` reads it; R38-2) (a meter-signed reading's counters, 64204's uint64, never roll: any step back refused;
-nor do an MQTT meter's, whose leaves say `rolls: false`, L2: a step back is a reset, `counter_roll.leaf_rolls`).
+nor do an MQTT meter's, whose leaves say `rolls: false`, L2: a step back is a reset, `counter_roll.leaf_rolls`);
+and a step forward by more than that same bound is no energy (L3, `counter_roll.counted_forward`: a raised
+TotWh_SF reads ten times the Wh): the party is unmetered for the window, as after a reset, never settled on it.
 The counter at the interval's start and end is read at a reading made exactly then or linearly interpolated between the two readings around it,
 which must be at most `max_gap_ms` apart (a longer outage is no measurement): `peergrid_ledger.metering`, the same reading of the same leaves the edge states
 from (the edge states its pro-rata share: it cannot see its counterparties' meters, so where one fell short
@@ -204,8 +206,9 @@ class PartyReadings:
 
     def energy(self, clock: MeterClock, interval: int, side: str, *, most_w: int | None = None) -> Fraction:
         """`pcc_energy` of these readings: the Wh the `side`'s counter advanced over the window, or `Unmetered`
-        saying why not (with the notes where there are any); a roll-over bounded by a meter of `most_w` W (the
-        party's posted connection, `counter_roll.posted_w`, as its MGMC reads it; None: 10 MW, none posted)."""
+        saying why not (with the notes where there are any); a roll-over, and any step forward, bounded by a
+        meter of `most_w` W (the party's posted connection, `counter_roll.posted_w`, as its MGMC reads it;
+        None: 10 MW, none posted)."""
         try:
             if self.broken is not None:
                 raise Unmetered(self.broken)

@@ -24,6 +24,10 @@ A counter that never counted is not a missing reading: SunSpec says an accumulat
 (the leaf leaves the quantity out); `counting_leaves` reads it as 0 where that is never in this side's favour,
 or proven: a seller always, a buyer only where some reading shows its import counter; a buyer whose meter,
 read past the end, never counted an import states nothing (`Unprovable`).
+A counter that went back further than a roll-over explains, or jumped forward further than the MG's posted
+connection carries between two readings (`metering.CounterBroken`, L3: a raised scale factor reads ten times
+the Wh), is no energy: this side states nothing for the interval's trades, and says so once per interval and
+side at WARNING (`MgMetering.statement`), as the DSO settles them: that side unmetered.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from peergrid_edge.dispute_readings import DisputeReadings
 from peergrid_edge.settle_book import PendingSettle
 from peergrid_ledger.metering import (
     COUNTER,
+    CounterBroken,
     Unmetered,
     commitment_intervals,
     counter_at,
@@ -102,8 +107,10 @@ def provable_wh(
     found = samples(leaves, COUNTER[party], most_w=most_w)
     start, end = window
     if not any(at >= end for at, _ in found):
-        # every PCC meter reading
-        read = samples(counting_leaves(leaves, "seller"), COUNTER["seller"], most_w=most_w)
+        try:  # every PCC meter reading, only to tell whether it was read past the end
+            read = samples(counting_leaves(leaves, "seller"), COUNTER["seller"], most_w=most_w)
+        except CounterBroken:
+            raise why from None  # a buyer's export counter broken: its own import counter still waits
         if party != "seller" and any(at >= end for at, _ in read):
             raise Unprovable(
                 f"as the buyer it states nothing: its PCC meter, read past the window's end, shows no "
@@ -239,6 +246,8 @@ class MgMetering:
         self.following: set[asyncio.Task[bool]] = set()
         # trades it cannot state from its meter (`Unprovable`): warned once
         self.unprovable: set[bytes] = set()
+        # (interval, party) whose counter is no energy (`CounterBroken`, L3): warned once for all its trades
+        self.broken: set[tuple[int, str]] = set()
         # counterparties' disputed trades whose readings it posts (`counterparty_disputes`)
         self.counterparty_followed: set[bytes] = set()
 
@@ -277,6 +286,16 @@ class MgMetering:
                     "interval %d: trade %s not stated: its PCC meter cannot prove its side (%s); its "
                     "counterparty's statement settles it after the chain's wait",
                     pending.interval, pending.trade.hex()[:16], exc,
+                )  # fmt: skip
+            return None
+        except CounterBroken as exc:
+            # for good (no later reading mends it): said once, not as 'not metered yet' at every try
+            if (pending.interval, pending.party) not in self.broken:
+                self.broken.add((pending.interval, pending.party))
+                log.warning(
+                    "interval %d: its trades as the %s are not stated: %s; the interval is unmetered for its "
+                    "PCC meter (the counterparty's statement or the DSO settles them, never on this meter)",
+                    pending.interval, pending.party, exc,
                 )  # fmt: skip
             return None
         except Unmetered as exc:

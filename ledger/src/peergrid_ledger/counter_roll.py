@@ -1,10 +1,14 @@
-"""An acc32 energy counter's roll-over told from a reset: what SunSpec's reader takes across it (R37-3).
+"""What a PCC meter's energy counter counted between two readings, or that it cannot have counted it: an acc32
+roll-over told from a reset (R37-3), and a forward step told from a jump no connection carries (L3).
 
 Promises: `rolled_over(before, after, elapsed_ms, most_w)` is the mWh a PCC meter's energy counter counted from a
 reading of `before` to a later, smaller one of `after` (mWh, as a reading leaf has them) read as one roll-over of
 its register, or None where the two readings cannot be one (the counter went back: a reset, a replaced meter);
-`roll_bound_mwh(elapsed_ms, most_w)` the most a meter of `most_w` W can count in that time, which tells the two
-apart; `posted_w(state, account, interval, interval_ms)` that power for an MG: its connection capacity as the
+`counted_forward(before, after, elapsed_ms, most_w)` the mWh it counted from `before` to a later, not smaller
+`after`, or None where that is more than its connection carries in the time (a jump: a scale factor raised
+while the count stayed, a replaced meter; no energy, the window unmetered as for a reset);
+`roll_bound_mwh(elapsed_ms, most_w)` the most a meter of `most_w` W can count in that time, which is both
+bounds (`bound_words` says it in a refusal's words); `posted_w(state, account, interval, interval_ms)` that power for an MG: its connection capacity as the
 DSO posted it on the chain (`market.capacity`, Wh per interval) in W, or None where none is posted (then
 `MOST_PCC_W`, R38-2). Model 203's TotWhExp / TotWhImp (201, 202 and 204's too) are acc32: counts of
 10^TotWh_SF Wh that roll over to 0 after 2^32 - 1 (a 1 MW PCC meter at TotWh_SF 0 every 4,300 full-load
@@ -17,8 +21,8 @@ telemetry's JSON numbers), and nothing on a Modbus meter's (acc32), so a leaf wi
 sealed before it, may roll as before; a counter that went back between readings of which either never rolls is
 a reset, never a roll-over (`metering.samples_of`, the one reading the edge states from and the DSO settles
 from). Pure: no clock, no I/O (the state is read, never written). Raises `ValueError` for arguments no caller
-passes (a counter that did not go back, readings out of order, a power or an interval that is not positive)
-and for a `rolls` field that is neither true nor false.
+passes (a counter that did not go back to `rolled_over`, one that went back to `counted_forward`, readings out
+of order, a power or an interval that is not positive) and for a `rolls` field that is neither true nor false.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ if TYPE_CHECKING:
     from peergrid_ledger.state import StateReader
 
 ACC32 = 1 << 32  # counts an acc32 register holds: TotWhExp / TotWhImp roll over to 0 after ACC32 - 1
-# What a PCC meter can count between two readings, for telling a roll-over from a reset (`rolled_over`): the
+# What a PCC meter can count between two readings, for telling a roll-over from a reset (`rolled_over`) and a
+# forward step from a jump (`counted_forward`, L3: a wider bound lets a jump through as energy, so one bound): the
 # power its connection carries (`posted_w`: the capacity the DSO posted for the MG, R38-2) over the time between
 # the readings' stamps plus 10 s (the stamps are the MGMC's, taken when a poll returned: a register may have
 # been read up to a poll timeout, 1 s by default, before its stamp, and more on a slow bus). The bound is also
@@ -38,7 +43,10 @@ ACC32 = 1 << 32  # counts an acc32 register holds: TotWhExp / TotWhImp roll over
 # 3.06 kWh between polls 1 s apart. Where the DSO posted no capacity, 10 MW: no microgrid peergrid serves
 # carries that at its point of common coupling (its MGs are 0.1-5 MW; a whole distribution feeder is rated
 # some 10-30 MW), 30.6 kWh between polls 1 s apart. The exact rule needs the meter's TotWh_SF in the reading
-# leaf, which it does not carry.
+# leaf, which it does not carry. Forward, the slack is what an honest meter may show beyond its connection's
+# power over the stamps' time (a poll stamped late after a slow read, a connection briefly over its rating):
+# a 1 MW MG polled every second may step 3.06 kWh, eleven times its power; a raised TotWh_SF (a jump of nine
+# times the counter) is then refused on any counter above 340 Wh (3.4 kWh where no capacity is posted).
 MOST_PCC_W = 10_000_000
 ROLL_SLACK_MS = 10_000
 # TotWh_SF a roll-over is undone at: SunSpec allows -10..10, but below -3 a count is finer than the leaf's mWh
@@ -127,3 +135,27 @@ def rolled_over(before: int, after: int, elapsed_ms: int, most_w: int | None = N
         return None  # not whole counts at the only scale it could have rolled at
     counted = after + ACC32 * count_mwh - before
     return counted if counted <= roll_bound_mwh(elapsed_ms, most_w) else None
+
+
+def counted_forward(before: int, after: int, elapsed_ms: int, most_w: int | None = None) -> int | None:
+    """The mWh a PCC meter's energy counter counted from a reading of `before` to a later one of `after` >=
+    `before` (mWh, as a leaf has them; the readings `elapsed_ms` apart): their difference, or None where it is
+    more than a meter of `most_w` W counts in that time (`roll_bound_mwh`: the MG's posted connection,
+    `posted_w`; None: `MOST_PCC_W`, where the DSO posted none). Then the step is no energy that crossed the
+    connection but a counter that jumped: a TotWh_SF raised while the count stayed (the leaf reads ten times
+    the Wh: the leaf carries no factor to tell), a meter replaced by one counting from a higher figure, a
+    firmware fault; the reader takes it as it takes a reset (`metering.samples_of`: the window unmetered, L3).
+    The bound is the roll-over's, so what a meter may count between two readings is one figure whichever way
+    its counter moved."""
+    if after < before:
+        raise ValueError(f"a counter from {before} to {after} mWh went back")
+    step = after - before
+    return step if step <= roll_bound_mwh(elapsed_ms, most_w) else None
+
+
+def bound_words(elapsed_ms: int, most_w: int | None = None) -> str:
+    """The bound `counted_forward` holds a step to, in the words a refusal gives it: '3055555 mWh at 1000000 W,
+    posted' (the MG's posted connection) or '... at 10000000 W, none posted' (`MOST_PCC_W`)."""
+    power = MOST_PCC_W if most_w is None else most_w
+    posted = "none posted" if most_w is None else "posted"
+    return f"{roll_bound_mwh(elapsed_ms, most_w)} mWh at {power} W, {posted}"

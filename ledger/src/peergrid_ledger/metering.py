@@ -32,8 +32,10 @@ Raises `Unmetered` (never a guess) when a leaf does not decode, is not a reading
 time, device or counter is not a non-negative integer (or its `rolls` neither true nor false); when two meters
 report (which one is the PCC is then not known); when a counter runs backwards (a reset or a replaced meter) by
 more than a roll-over explains (`counter_roll.rolled_over`), or at all where its meter never rolls
-(`counter_roll.leaf_rolls`); and when no readings bracket a boundary within `max_gap_ms` (a longer outage is no
-measurement, and a window not yet read to its end is not a number yet).
+(`counter_roll.leaf_rolls`), or forward by more than the MG's connection carries between the two readings
+(`counter_roll.counted_forward`, L3): `CounterBroken`, for good (no later reading mends it); and when no
+readings bracket a boundary within `max_gap_ms` (a longer outage is no measurement, and a window not yet read
+to its end is not a number yet).
 Raises `ValueError` for arguments no caller should pass: a gap or commitment length that is not positive, a
 window that ends before it starts, a trade larger than its side's total.
 The leaves are edge `commitments.reading_leaf`'s canonical encoding: `{at_ms, device, milli: {quantity: int},
@@ -55,6 +57,13 @@ telemetry counter never rolls): a step back to or from such a reading is a reset
 small, so the window is `Unmetered` (nothing counted, where a roll-over read up to the bound: 3.06 kWh a
 second at 1 MW). A leaf without the field (a Modbus meter's, and every leaf sealed before it) may roll, as
 before.
+
+Forward jumps (L3). A counter that steps forward by more than `counter_roll.counted_forward` allows - the same
+bound, `most_w` over the readings' time plus 10 s - is no energy either: a TotWh_SF raised while the count
+stayed reads ten times the Wh (the leaf carries no factor), a replaced meter counts from its own figure. The
+window is `CounterBroken` as for a reset, on both sides (the edge states nothing for it, the DSO settles it as
+that side unmetered), never settled as delivered. A meter that counts within its connection reads exactly as
+before, and no leaf changes: the bound comes from the chain, not the leaf.
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ from itertools import pairwise
 from typing import Any, TypeGuard
 
 from peergrid_ledger.codec import DecodeError, Value, decode, encode
-from peergrid_ledger.counter_roll import leaf_rolls, rolled_over
+from peergrid_ledger.counter_roll import bound_words, counted_forward, leaf_rolls, rolled_over
 from peergrid_ledger.takeup import lone_since, reveals_due, takes_up, waits_for_dso, withheld_due
 
 METER = "meter"
@@ -78,6 +87,12 @@ UNSPOKEN = ("lone", "unrevealed", "withheld")
 
 class Unmetered(Exception):
     """Why the metering of a window cannot be told (yet, or at all)."""
+
+
+class CounterBroken(Unmetered):
+    """A PCC meter's counter between two readings that is no energy: it went back further than a roll-over
+    explains, or forward further than the MG's connection carries (`samples_of`). For good: no reading sealed
+    later takes the pair away, so a reader says it once rather than waiting for it to pass."""
 
 
 @dataclass(frozen=True)
@@ -161,10 +176,17 @@ def samples_of(
             counted = rolled_over(c0, c1, at1 - at0, most_w) if rolls and rolls0 and rolls1 else None
             if counted is None:
                 never = "" if rolls0 and rolls1 else ", a counter that never rolls over"
-                raise Unmetered(
+                raise CounterBroken(
                     f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced{never})"
                 )
             rolled += c0 + counted - c1
+        elif counted_forward(c0, c1, at1 - at0, most_w) is None:
+            # more than the connection carries (L3): a raised scale factor or a replaced meter, not energy
+            raise CounterBroken(
+                f"the {counter} counter jumps forward {c1 - c0} mWh between {at0} and {at1} ms, more than the "
+                f"MG's connection carries then ({bound_words(at1 - at0, most_w)}): a scale factor raised or "
+                "a meter replaced, not energy"
+            )
         unwrapped.append((at1, c1 + rolled))
     return unwrapped
 
