@@ -94,3 +94,42 @@ def test_a_small_counters_jump_is_refused_at_the_posted_1_mw_and_read_at_10_mw()
     it as the DSO does, by the same rule."""
     assert statements(metering(exporting(2_000, 90_000), POSTED_1_MW)) == [None, None]
     assert statements(metering(exporting(2_000, 90_000), None)) == [500, 300]
+
+
+def buyer_polls(last_ms: int, export_jumps: bool, import_jumps: bool) -> dict[int, list[bytes]]:
+    """A buyer's PCC meter polled every 2 s from 56 s to `last_ms`, importing 10 Wh a poll from 2,000 Wh; from
+    90 s its export or import count (or both) reads ten times over (a raised TotWh_SF)."""
+    buckets: dict[int, list[bytes]] = {}
+    for k, at in enumerate(range(56_000, last_ms + 1, 2_000)):
+        imported, exported = 2_000 + 10 * k, 50_000
+        raised = at >= 90_000
+        reading = {
+            "energy_wh": 10.0 * exported if raised and export_jumps else float(exported),
+            "import_wh": 10.0 * imported if raised and import_jumps else float(imported),
+            "power_w": -18_000.0,
+        }
+        buckets.setdefault(at // 60_000, []).append(reading_leaf("pcc", "meter", at / 1000, reading))
+    return buckets
+
+
+def test_a_buyers_import_counter_that_jumps_is_not_stated_and_its_export_counters_jump_is_not_its_import(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As the buyer the same rule on its import counter; a jump of its export counter, which a buyer does not
+    state from, neither stops its statement nor is said as its own: before the window is read to its end it
+    waits ('not metered yet'), after it states its import (300 Wh over 800 bought: 187 and 112)."""
+    trades = [(tid, {**t, "seller": PEER, "buyer": ME}) for tid, t in TRADES]
+
+    def buying(buckets: dict[int, list[bytes]]) -> list[int | None]:
+        store = SimpleNamespace(leaves=lambda c: buckets.get(c, []), is_sealed=lambda c: True)
+        m = MgMetering(store, 2.0, 60.0, lambda t: WINDOW, lambda t: trades, ME, b"n" * 32, None,
+                       roll_w=lambda t: POSTED_1_MW)  # fmt: skip
+        return [m.statement(PendingSettle(1, tid, None, party="buyer")) for tid, _ in trades]
+
+    with caplog.at_level(logging.INFO, "peergrid.edge.trader"):
+        assert buying(buyer_polls(124_000, False, True)) == [None, None]
+        assert buying(buyer_polls(110_000, True, False)) == [None, None]  # not read to its end yet
+        assert buying(buyer_polls(124_000, True, False)) == [187, 112]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "as the buyer" in warned[0] and "import_wh counter jumps forward" in warned[0]
+    assert sum("not metered yet" in r.getMessage() for r in caplog.records) == 2
