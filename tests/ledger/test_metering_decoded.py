@@ -5,7 +5,8 @@ bytes entries do (`samples`, `counting_leaves`, `metered`, `counted_leaves`): th
 per decision and hands the decoded readings on (dso-server `sealed_readings.meter_readings`); the edge keeps
 the bytes entries. Since the bytes entries now decode and call the decoded ones, both are held to an oracle:
 the bytes reading as it was before D5 (df654c8's `samples`, `counting_leaves` and `counted_leaves`, each
-decoding its leaves itself), kept here as `_before_*`."""
+decoding its leaves itself), kept here as `_before_*`, with L3's refusal of a forward jump beyond what the
+connection carries (`counter_roll.counted_forward`, 10 MW here: no capacity posted)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peergrid_ledger.codec import DecodeError, decode, encode
+from peergrid_ledger.counter_roll import bound_words, counted_forward
 from peergrid_ledger.meter_signing import (
     FIELD,
     Counted,
@@ -76,6 +78,12 @@ def _before_samples(leaves: list[bytes], counter: str) -> list[tuple[int, int]]:
         if c1 < c0:
             raise Unmetered(
                 f"the {counter} counter runs backwards between {at0} and {at1} ms (reset or replaced)"
+            )
+        if counted_forward(c0, c1, at1 - at0) is None:  # L3
+            raise Unmetered(
+                f"the {counter} counter jumps forward {c1 - c0} mWh between {at0} and {at1} ms, more than the "
+                f"MG's connection carries then ({bound_words(at1 - at0)}): a scale factor raised or a meter "
+                "replaced, not energy"
             )
     return found
 
