@@ -385,7 +385,12 @@ class DisputeSettler:
             doc["at"] = time.time()
             self.decisions[trade] = doc
             self.history = [*self.history[-999:], doc]
-        log.info("dispute %s: %s", trade.hex()[:16], doc.get("outcome"))
+        # with why where it says one (unresolved: what it waits for; settled with a side unmetered: why that side
+        # was not, L3: a reset or a counter jump), once per decision as the record is
+        said = doc.get("why") or "; ".join(
+            f"the {s}'s metering: {w}" for s, w in (doc.get("unmetered") or {}).items()
+        )
+        log.info("dispute %s: %s%s", trade.hex()[:16], doc.get("outcome"), f" ({said})" if said else "")
         if self.record_file is not None:
             append_record(self.record_file, doc)
 
