@@ -15,9 +15,11 @@ only that loop mutates); `readiness()` reads there what is final of the node's s
 (`start_postings.readiness`: the MGs enrolled on the DSO chain, `tariffs_through` and the connection
 `capacities` on the MGMC chain) for `/api/health`, and `ledger()` whether the node's ledger transport still
 reaches the broker and its network thread runs (`live_reconnect.LedgerLink`, which starts that transport);
-`chain_word(queue)` reads there which of the enrolment queue's MGMC keys the DSO chain revoked and which anonyms
-it holds (the console's start takes its word on the queue read back from its file: `EnrolmentService.follow_chain`;
+`chain_word(queue)` reads there which of the enrolment queue's MGMC keys are revoked and which anonyms' enrolment
+landed (the console's start takes its word on the queue read back from its file: `EnrolmentService.follow_chain`;
 `stored_word` reads the same from the store on disk before the node opens it, for `serve`'s check of the loop's keys);
+an MGMC counts as revoked, there and in the loop's own MGs (`loop_enrolments`), only where its revocation is
+complete (`_word`): one that failed half-way stays authorised, told at WARNING, so the operator can repeat it;
 `start_alarm` and `relay_alarm` are the relays' alarms while they stand (at start; after an interval:
 `switching_watch.RelayWatch`). A start that fails (bad key file, a store of another chain) raises
 `ConfigError` in the caller. `preflight(settings)` reads, before the web server starts, what the section names
@@ -92,24 +94,31 @@ def preflight(settings: Any, *, broker: bool = True) -> list[str]:
 
 def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
     """The MGs of the loop's config as the console's enrolment queue shows them: authorised (the node enrols
-    each at start), or revoked when the DSO chain says so (a revocation outlives a restart). Call on the
-    node's event loop (it reads the live ledger state)."""
+    each at start), or revoked when the chains say so (a revocation outlives a restart; a complete one only,
+    `_word`). Call on the node's event loop (it reads the live ledger state)."""
     from peergrid_dso.services.enrolment import Enrolment
-    from peergrid_ledger.core import is_revoked
 
-    state = node.replica.app.state
-    found = {}
-    for mg, entry in sorted(node.settings.mgs.items()):
-        mgmc, anonym = bytes.fromhex(entry.node), bytes.fromhex(entry.anonym)
-        status = "revoked" if is_revoked(state, mgmc) else "authorised"
-        found[mgmc] = Enrolment(mgmc, anonym, mg, status)
-    return found
+    pairs = {
+        mg: (bytes.fromhex(e.node), bytes.fromhex(e.anonym)) for mg, e in sorted(node.settings.mgs.items())
+    }
+    revoked, _ = _word(_states(node), list(pairs.values()))
+    return {
+        mgmc: Enrolment(mgmc, anonym, mg, "revoked" if mgmc in revoked else "authorised")
+        for mg, (mgmc, anonym) in pairs.items()
+    }
 
 
 def chain_word(node: DsoNode, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
-    """Of the queue's (MGMC key, anonym) pairs, the MGMC keys revoked on the DSO chain and the anonyms it holds
-    an account for (`EnrolmentService.follow_chain`). Call on the node's event loop (it reads the live state)."""
-    return _word(node.replica.app.state, queue)
+    """Of the queue's (MGMC key, anonym) pairs, the MGMC keys whose revocation is complete and the anonyms whose
+    enrolment landed (`_word`, over the DSO chain and the MGMC chain the node follows; for
+    `EnrolmentService.follow_chain`). Call on the node's event loop (it reads the live state)."""
+    return _word(_states(node), queue)
+
+
+def _states(node: DsoNode) -> list[Any]:
+    """The live states of the node's replicas, the DSO chain's first."""
+    others = [r.app.state for r in node.node.replicas.values() if r is not node.replica]
+    return [node.replica.app.state, *others]
 
 
 def stored_word(chain: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]] | None:
@@ -133,7 +142,7 @@ def stored_word(chain: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes
     try:
         if store.genesis.hash != genesis.hash:
             raise ConfigError(f"{data_dir}: holds another chain's store (genesis differs)")
-        return _word(_Committed(store), queue)
+        return _word([_Committed(store)], queue)
     finally:
         store.close()
 
@@ -152,12 +161,41 @@ class _Committed:
         return value
 
 
-def _word(state: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
+def _word(states: list[Any], queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
+    """Of the queue's (MGMC key, anonym) pairs, over the chains' `states` (the DSO chain's first):
+
+    - the MGMC keys whose revocation is complete: both keys revoked on every chain given, as
+      `EnrolmentService.revoke` writes them. One that only some hold failed half-way (a chain refused or timed
+      out, then a restart) and is left out, told at WARNING: shown revoked, the console would refuse to revoke it
+      again and the MGMC chain would keep the MGMC as an authority;
+    - the anonyms whose enrolment landed on the DSO chain: the anonym's account, not revoked, beside an MGMC
+      account for the identity key, both of which `enrol` writes. An anonym's account alone may be another MG's,
+      named in a request the chain refused to enrol (the anonym is public on the chain)."""
+    from peergrid_ledger import keyspace as ks
     from peergrid_ledger import query
     from peergrid_ledger.core import is_revoked
 
-    revoked = {mgmc for mgmc, _ in queue if is_revoked(state, mgmc)}
-    return revoked, {anonym for _, anonym in queue if query.account(state, anonym) is not None}
+    revoked = set()
+    for mgmc, anonym in queue:
+        said = [is_revoked(state, key) for state in states for key in (mgmc, anonym)]
+        if all(said):
+            revoked.add(mgmc)
+        elif any(said):
+            log.warning(
+                "the revocation of MGMC %s failed half-way (not both keys on every chain): shown authorised; "
+                "revoke it again (console, Operations -> Enrolment) to finish it", mgmc.hex()[:12],
+            )  # fmt: skip
+
+    def landed(mgmc: bytes, anonym: bytes) -> bool:
+        held = query.account(states[0], mgmc)
+        return (
+            held is not None
+            and ks.ROLE_MGMC in held.roles
+            and query.account(states[0], anonym) is not None
+            and not is_revoked(states[0], anonym)
+        )
+
+    return revoked, {anonym for mgmc, anonym in queue if landed(mgmc, anonym)}
 
 
 class EmbeddedLoop:
@@ -211,6 +249,7 @@ class EmbeddedLoop:
             self.node = DsoNode.assemble(self.node_settings, lock=self.lock, client_id=self.client_id)
             self.services = live_services(self.node)
             self.services.enrolment.mgmc_recorder = self.node.mgmc_recorder
+            self.services.enrolment.revoked_on_chain = self.revoked_on_chain
             self.services.enrolment.auto = self.node_settings.auto_enrol
             self.services.enrolment.enrolments.update(loop_enrolments(self.node))
         except BaseException as exc:  # reported to start(); the thread ends
@@ -240,6 +279,14 @@ class EmbeddedLoop:
             return fn()
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def revoked_on_chain(self, chain: int, key: bytes) -> bool:
+        """Whether the DSO chain (0) or the MGMC chain (1) holds `key` revoked, as the running node's replica has it
+        now (`EnrolmentService.revoke` then skips it: a repeat after a restart sends only what did not land)."""
+        from peergrid_ledger.core import is_revoked
+
+        node = self.node
+        return self.call(lambda: is_revoked(_states(node)[chain], key))
 
     def chain_word(self, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
         """`chain_word` of the running node, read on its event loop."""

@@ -46,7 +46,7 @@ from peergrid_dso.console.chains import LABEL_MAX, by_label
 from peergrid_dso.console.grid import GridView
 from peergrid_dso.feeder.model import Feeder
 from peergrid_dso.services.dso_chain import ChainRejected
-from peergrid_dso.services.enrolment import EnrolmentRefused
+from peergrid_dso.services.enrolment import EnrolmentNotKept, EnrolmentRefused
 from peergrid_dso.services.powerflow import net_injection_mw
 from peergrid_dso.services.reconfiguration import ReconfigurationInfeasible, SolverFailure, reconfigure
 from peergrid_dso.services.switching import (
@@ -470,6 +470,14 @@ class Operations:
                 e = (self.dso.enrolment.approve if verb == "approve" else self.dso.enrolment.revoke)(
                     mgmc, user
                 )
+            except (
+                EnrolmentNotKept
+            ) as exc:  # done on the chain: recorded as done, then why the file missed it
+                with contextlib.suppress(Exception):
+                    self._seal(
+                        user, f"{verb} enrolment of {mgmc_hex[:16]} (not kept in the enrolment file)", before
+                    )
+                raise OperationError(str(exc)) from None
             except EnrolmentRefused as exc:
                 raise OperationError(str(exc)) from None
             except Exception as exc:  # a chain refused or timed out half-way: what landed is still named

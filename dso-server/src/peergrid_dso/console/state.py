@@ -274,6 +274,12 @@ def _console(settings: ConsoleSettings, dso: Any, loop: Any, db: ConsoleDb | Non
                 log.warning(
                     "enrolment of %s (MGMC %s): %s on the DSO chain", e.label, e.mgmc.hex()[:12], e.status
                 )
+        # auto mode: what is pending still never got its approval, and its MGMC, told pending, never asks again
+        for e in dso.enrolment.forget_unapproved():
+            log.warning(
+                "enrolment of %s (MGMC %s): its automatic approval never landed; dropped, its MGMC asks again",
+                e.label, e.mgmc.hex()[:12],
+            )  # fmt: skip
         # the loop's keys beside the queue, with the DSO chain's word on revocations (a stand-in loop has none)
         if (node_settings := getattr(loop, "node_settings", None)) is not None:
             for line in check_loop_keys(node_settings.mgs, dso.enrolment.enrolments):

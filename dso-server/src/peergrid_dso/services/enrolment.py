@@ -1,8 +1,9 @@
 """Enrolment of MGMCs: a signed request with a one-time token, authorisation, an anonym, revocation.
 
 Promises: `EnrolmentService.request` accepts a request only if its token was issued and not used before and
-its Ed25519 signature by the MGMC's identity key covers (token, mgmc, anonym, label), and no enrolment that is not
-revoked holds its label (one MG, one key: the injection gate and the console name an MGMC by it); otherwise it raises
+its Ed25519 signature by the MGMC's identity key covers (token, mgmc, anonym, label), no enrolment that is not
+revoked holds its label (one MG, one key: the injection gate and the console name an MGMC by it) and none holds its
+anonym (the chain enrols an anonym once); otherwise it raises
 `EnrolmentRefused` with the reason and the token stays unused. Requests are taken one at a time (the API's
 thread pool sends them at once): a token is used once, and one name held by one key, under any race. In `auto` mode (the lab) an accepted request is
 authorised at once (operator `AUTO_OPERATOR`); otherwise it waits for `approve` by an operator. Approval
@@ -11,7 +12,7 @@ generated on the MGMC). `revoke` records `gov.revoke` of the MGMC's identity key
 operator: the chain takes the MGMC out of the authority set from the next height and refuses everything
 either key signs; with `mgmc_recorder` the same revocation goes on the MGMC chain too. A revocation that
 failed half-way (a chain refused or was unreachable) can be repeated: keys already revoked (by this service,
-or as the chain says when it refuses) are skipped. A revoked key never enrols again (a new identity key
+as the chain's state says with `revoked_on_chain`, or as the chain says when it refuses) are skipped. A revoked key never enrols again (a new identity key
 must). Token generation uses an injected random source. A token may be issued for one MG (`issue_token(label)`):
 a request under another label is refused. With a `store` (`enrolment_tokens.TokenStore`, the DSO's data
 directory) tokens outlive a restart and are shared with `peergrid-dso enrolment token create`; without one they
@@ -21,7 +22,8 @@ the tokens it used in the store, so after a restart without the queue's file (wh
 enrolments the loop's config does not name) a revoked key is still refused rather than pending again under its MG's name. With a `file`
 (`enrolment_file.EnrolmentFile`, the DSO's data directory) the queue outlives a restart: `keep_in(file)` reads it
 back (a damaged file raises `EnrolmentFileError`, never an empty queue), `follow_chain` takes the DSO chain's
-word on what it holds (the closed loop's start), and every change (a request taken, an
+word on what it holds (the closed loop's start), `forget_unapproved` drops, in auto mode, what is still pending
+then (an approval that never landed: its MGMC asks again), and every change (a request taken, an
 approval, a revocation) writes the whole queue before it is answered; a request the file cannot take is undone
 and raises `EnrolmentFileError` (its MGMC asks again), an approval or revocation that landed on the chain but not
 in the file raises `EnrolmentRefused` saying so.
@@ -50,6 +52,11 @@ log = logging.getLogger("peergrid_dso.enrolment")
 
 class EnrolmentRefused(ValueError):
     pass
+
+
+class EnrolmentNotKept(EnrolmentRefused):
+    """An approval or revocation that landed on the chain(s), but the enrolment file could not take it: done, and
+    its caller records it as done (the console's operator record) before it tells why the file missed it."""
 
 
 def enrolment_digest(token: str, mgmc: bytes, anonym: bytes, label: str) -> bytes:
@@ -101,6 +108,9 @@ class EnrolmentService:
     enrolments: dict[bytes, Enrolment] = field(default_factory=dict)
     mgmc_recorder: Any = None  # the MGMC chain's recorder, where the DSO revokes too (None: DSO chain only)
     revoked_on: set[tuple[int, bytes]] = field(default_factory=set)  # (0 DSO / 1 MGMC chain, key) landed
+    # (chain, key) -> whether that chain's state holds the key revoked already (the closed loop: a repeat after a
+    # restart, `revoked_on` being empty then, sends only what did not land); None: `revoked_on` alone
+    revoked_on_chain: Callable[[int, bytes], bool] | None = None
     store: Any = None  # enrolment_tokens.TokenStore (the DSO's data directory); None: `tokens` in memory
     token_labels: dict[str, str] = field(default_factory=dict)  # in memory: the MG a token was issued for
     # enrolment_file.EnrolmentFile (the DSO's data directory); None: the queue in memory only (the lab)
@@ -138,18 +148,35 @@ class EnrolmentService:
                 self._save()
             return changed
 
+    def forget_unapproved(self) -> list[Enrolment]:
+        """In `auto` mode, at start (after `follow_chain`, which authorised those whose approval landed): drop the
+        pending enrolments read back from the file and write it. In auto mode a pending one is a request taken
+        whose approval never landed (the server stopped between the file and the chain, or the chain refused or
+        timed out): nobody approves it, and its MGMC, answered 'pending', would poll for ever and never send it
+        again (`peergrid_edge.enrolment`). Dropped, its next turn finds no enrolment and sends the request again,
+        which its token allows. The dropped ones; none outside auto mode (an operator approves them)."""
+        if not self.auto:
+            return []
+        with self._taking:
+            dropped = [e for e in self.enrolments.values() if e.status == "pending"]
+            for e in dropped:
+                del self.enrolments[e.mgmc]
+            if dropped:
+                self._save()
+            return dropped
+
     def _save(self) -> None:
         """Write the whole queue to the file (under `_taking`, so the last write holds the last change)."""
         if self.file is not None:
             self.file.write(list(self.enrolments.values()))
 
     def _saved(self, e: Enrolment, done: str) -> None:
-        """After an approval or revocation on the chain: the queue written, or `EnrolmentRefused` saying why not."""
+        """After an approval or revocation on the chain: the queue written, or `EnrolmentNotKept` saying why not."""
         with self._taking:
             try:
                 self._save()
             except Exception as exc:  # EnrolmentFileError, OSError (a full disk)
-                raise EnrolmentRefused(
+                raise EnrolmentNotKept(
                     f"{done} on the DSO chain, but the enrolment file could not be written ({exc}): the console "
                     f"shows it {e.status} until a restart, which reads the file as it was"
                 ) from None
@@ -224,6 +251,10 @@ class EnrolmentService:
                 f"{label} is already enrolled ({holder.status}, MGMC {holder.mgmc.hex()[:12]}): revoke that"
                 " enrolment before another key enrols under its name"
             )
+        # one anonym, one MGMC: the anonym is public on the chain, and a request naming another MGMC's (which the
+        # chain refuses to enrol again) must not wait in the queue as if its approval could land (review43)
+        if any(e.anonym == anonym for e in self.enrolments.values()):
+            raise EnrolmentRefused("this anonym is another MGMC's; the MGMC must make a new anonym")
         if self.store is None:
             self.tokens.discard(token)
             self.token_labels.pop(token, None)
@@ -259,6 +290,9 @@ class EnrolmentService:
             for key in (e.mgmc, e.anonym):
                 if (chain, key) in self.revoked_on:  # a retry after a partial revocation: it stays revoked
                     continue  # (a networked chain's mempool would take the duplicate and never finalise it)
+                if self.revoked_on_chain is not None and self.revoked_on_chain(chain, key):  # the same, after
+                    self.revoked_on.add((chain, key))  # a restart: the chain's own word
+                    continue
                 try:
                     recorder.submit("gov.revoke", {"key": key, "operator": _operator(operator)})
                 except Exception as exc:
