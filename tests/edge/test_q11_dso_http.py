@@ -122,3 +122,24 @@ def test_bytes_that_are_no_http_answer_are_no_answer() -> None:
         url = f"http://127.0.0.1:{listening.getsockname()[1]}"
         with pytest.raises(DsoUnreachable):
             DsoHttp(url, None, 10.0).request("GET", "/api/dso/enrolment/00")
+
+
+def test_an_error_answer_cut_short_is_no_answer() -> None:
+    """R43: the body of an error status (a 503 whose body breaks off: the DSO's process killed mid-answer, a
+    proxy's reset) was read outside the clause that turns a failure into `DsoUnreachable`: http.client's
+    IncompleteRead (no OSError) escaped both callers, which catch only that, and would end the enroller's task
+    and the readings follower."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+
+        def answer() -> None:
+            conn, _ = listening.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b'HTTP/1.1 503 Busy\r\nContent-Length: 100\r\n\r\n{"detail": ')
+
+        threading.Thread(target=answer, daemon=True).start()
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        with pytest.raises(DsoUnreachable, match="89 more expected"):
+            DsoHttp(url, None, 10.0).request("GET", "/api/dso/enrolment/00")

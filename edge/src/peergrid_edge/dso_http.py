@@ -6,7 +6,7 @@ Promises: `DsoHttp(url, ca_file, timeout_s).request(method, path, body)` sends `
 whatever the status: what a status means is its caller's. HTTPS is verified against `ca_file`, the operator's CA
 that the enrolment names (the pilot's DSO has a certificate of it), or, None, the system's trust store. A
 request that gets no answer (refused, timed out, a certificate not verified, a URL it cannot send to, bytes that
-are no HTTP answer) raises `DsoUnreachable`, an OSError saying why in the same words for every caller. Never
+are no HTTP answer, a body cut short, an error status's too) raises `DsoUnreachable`, an OSError saying why in the same words for every caller. Never
 retries: each caller decides when to ask again.
 """
 
@@ -39,12 +39,14 @@ class DsoHttp:
             headers={"Content-Type": "application/json", "Accept": "application/json"},
         )  # fmt: skip
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._tls) as response:
-                return int(response.status), answer_of(response.read())
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), answer_of(exc.read())
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._tls) as response:
+                    return int(response.status), answer_of(response.read())
+            except urllib.error.HTTPError as exc:  # its body read here too: one cut short is no answer either
+                with exc:
+                    return int(exc.code), answer_of(exc.read())
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            # refused, timed out, TLS not verified, a URL it cannot send to, an answer that is no HTTP
+            # refused, timed out, TLS not verified, a URL it cannot send to, an answer that is no HTTP or is cut
             raise DsoUnreachable(str(getattr(exc, "reason", None) or exc)) from None
 
 
