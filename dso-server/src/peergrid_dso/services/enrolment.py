@@ -1,32 +1,35 @@
 """Enrolment of MGMCs: a signed request with a one-time token, authorisation, an anonym, revocation.
 
-Promises: `EnrolmentService.request` accepts a request only if its token was issued and not used before and
-its Ed25519 signature by the MGMC's identity key covers (token, mgmc, anonym, label), no enrolment that is not
-revoked holds its label (one MG, one key: the injection gate and the console name an MGMC by it) and none holds its
-anonym (the chain enrols an anonym once); otherwise it raises
-`EnrolmentRefused` with the reason and the token stays unused. Requests are taken one at a time (the API's
-thread pool sends them at once): a token is used once, and one name held by one key, under any race. In `auto` mode (the lab) an accepted request is
-authorised at once (operator `AUTO_OPERATOR`); otherwise it waits for `approve` by an operator. Approval
-records `enrol` on the DSO chain with the operator's name (the anonym is the pseudonym the MGMC trades under,
-generated on the MGMC). `revoke` records `gov.revoke` of the MGMC's identity key and of its anonym, naming the
-operator: the chain takes the MGMC out of the authority set from the next height and refuses everything
-either key signs; with `mgmc_recorder` the same revocation goes on the MGMC chain too. A revocation that
-failed half-way (a chain refused or was unreachable) can be repeated: keys already revoked (by this service,
-as the chain's state says with `revoked_on_chain`, or as the chain says when it refuses) are skipped. A revoked key never enrols again (a new identity key
-must). Token generation uses an injected random source. A token may be issued for one MG (`issue_token(label)`):
-a request under another label is refused. With a `store` (`enrolment_tokens.TokenStore`, the DSO's data
-directory) tokens outlive a restart and are shared with `peergrid-dso enrolment token create`; without one they
-live in memory (the lab). A token's own MGMC may send its request again with it (the DSO lost its pending
-enrolment in a restart: it waits again); any other key is refused as for a used token. Revoking an MGMC retires
-the tokens it used in the store, so after a restart without the queue's file (which empties the queue of
-enrolments the loop's config does not name) a revoked key is still refused rather than pending again under its MG's name. With a `file`
-(`enrolment_file.EnrolmentFile`, the DSO's data directory) the queue outlives a restart: `keep_in(file)` reads it
-back (a damaged file raises `EnrolmentFileError`, never an empty queue), `follow_chain` takes the DSO chain's
-word on what it holds (the closed loop's start), `forget_unapproved` drops, in auto mode, what is still pending
-then (an approval that never landed: its MGMC asks again), and every change (a request taken, an
-approval, a revocation) writes the whole queue before it is answered; a request the file cannot take is undone
-and raises `EnrolmentFileError` (its MGMC asks again), an approval or revocation that landed on the chain but not
-in the file raises `EnrolmentRefused` saying so.
+Promises: `EnrolmentService.request` accepts a request only if its token was issued and not used before and its
+Ed25519 signature by the MGMC's identity key covers (token, mgmc, anonym, label), no enrolment that is not revoked
+holds its label (one MG, one key: the injection gate and the console name an MGMC by it) and none holds its anonym
+(the chain enrols an anonym once); otherwise it raises `EnrolmentRefused` with the reason and the token stays
+unused. Requests are taken one at a time (the API's thread pool sends them at once): a token is used once, and one
+name held by one key, under any race. In `auto` mode (the lab) an accepted request is authorised at once (operator
+`AUTO_OPERATOR`); otherwise it waits for `approve` by an operator. Approval records `enrol` on the DSO chain with
+the operator's name (the anonym is the pseudonym the MGMC trades under, generated on the MGMC). `revoke` records
+`gov.revoke` of the MGMC's identity key and of its anonym, naming the operator: the chain takes the MGMC out of
+the authority set from the next height and refuses everything either key signs; with `mgmc_recorder` the same
+revocation goes on the MGMC chain too. A revocation that failed half-way (a chain refused or was unreachable) can
+be repeated: keys already revoked (by this service, as the chain's state says with `revoked_on_chain`, or as the
+chain says when it refuses) are skipped. Decisions on one MGMC (approvals, revocations) are taken one at a time,
+from its status to the file (two operators, or an operator and auto mode, at once): the chain hears each once, and
+the later one is refused `AlreadyDecided` ('enrolment is already authorised'); decisions on different MGMCs do not
+wait for each other. A revoked key never enrols again (a new identity key must). Token generation uses an injected
+random source. A token may be issued for one MG (`issue_token(label)`): a request under another label is refused.
+With a `store` (`enrolment_tokens.TokenStore`, the DSO's data directory) tokens outlive a restart and are shared
+with `peergrid-dso enrolment token create`; without one they live in memory (the lab). A token's own MGMC may send
+its request again with it (the DSO lost its pending enrolment in a restart: it waits again); any other key is
+refused as for a used token. Revoking an MGMC retires the tokens it used in the store, so after a restart without
+the queue's file (which empties the queue of enrolments the loop's config does not name) a revoked key is still
+refused rather than pending again under its MG's name. With a `file` (`enrolment_file.EnrolmentFile`, the DSO's
+data directory) the queue outlives a restart: `keep_in(file)` reads it back (a damaged file raises
+`EnrolmentFileError`, never an empty queue), `follow_chain` takes the DSO chain's word on what it holds (the
+closed loop's start), `forget_unapproved` drops, in auto mode, what is still pending then (an approval that never
+landed: its MGMC asks again), and every change (a request taken, an approval, a revocation) writes the whole queue
+before it is answered; a request the file cannot take is undone and raises `EnrolmentFileError` (its MGMC asks
+again), an approval or revocation that landed on the chain but not in the file raises `EnrolmentRefused` saying
+so.
 Assumes a recorder with `submit(kind, body)` that raises when the chain refuses (`dso_chain.ChainRecorder`).
 """
 
@@ -52,6 +55,11 @@ log = logging.getLogger("peergrid_dso.enrolment")
 
 class EnrolmentRefused(ValueError):
     pass
+
+
+class AlreadyDecided(EnrolmentRefused):
+    """The approval or revocation asked for was made already (by another operator, or by auto mode, at the same
+    time or before): nothing was sent to the chain."""
 
 
 class EnrolmentNotKept(EnrolmentRefused):
@@ -117,6 +125,14 @@ class EnrolmentService:
     file: Any = None
     # one request at a time: the token check, the name check and the insertion as one step (review41 R41-2)
     _taking: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    # one decision at a time per MGMC, held across the chain's round trip (seconds): a lock per MGMC, so one
+    # approval waiting for its block never holds up another MG's (the lab approves six at once)
+    _deciding: dict[bytes, threading.Lock] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _deciding_made: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def keep_in(self, file: Any) -> bool:
         """Keep the queue in `file` from now on, adding the enrolments it holds for MGMCs the queue does not
@@ -214,9 +230,9 @@ class EnrolmentService:
         if self.auto:
             try:
                 self.approve(mgmc, AUTO_OPERATOR)
-            except EnrolmentRefused as exc:
-                if enrolment.status != "authorised":
-                    raise
+            except AlreadyDecided:  # an operator approved it between the request and this approval: done
+                pass
+            except EnrolmentNotKept as exc:
                 # on the chain, only the file missed it: a refusal would make the MGMC give up for good
                 log.error("enrolment of %s: %s", label, exc)
         return enrolment
@@ -269,20 +285,37 @@ class EnrolmentService:
             raise
         return enrolment
 
+    def _one_decision(self, mgmc: bytes) -> threading.Lock:
+        """The lock that makes decisions on `mgmc` one at a time (made on first use; kept, one per MGMC the queue
+        ever held: a key it does not hold is refused first, so no caller grows the table with made-up keys)."""
+        self._get(mgmc)
+        with self._deciding_made:
+            return self._deciding.setdefault(mgmc, threading.Lock())
+
     def approve(self, mgmc: bytes, operator: str = UNNAMED) -> Enrolment:
         """Record the enrolment on the DSO chain, naming `operator` (user name or key id)."""
-        e = self._get(mgmc)
-        if e.status != "pending":
-            raise EnrolmentRefused(f"enrolment is {e.status}, not pending")
-        body = {"mgmc": e.mgmc, "anonym": e.anonym, "label": e.label, "operator": _operator(operator)}
-        self.recorder.submit("enrol", body)
-        e.status = "authorised"
-        self._saved(e, "approved")
-        return e
+        with self._one_decision(mgmc):
+            e = self._get(mgmc)
+            if e.status == "authorised":
+                raise AlreadyDecided("enrolment is already authorised, not pending")
+            if e.status != "pending":
+                raise EnrolmentRefused(f"enrolment is {e.status}, not pending")
+            body = {"mgmc": e.mgmc, "anonym": e.anonym, "label": e.label, "operator": _operator(operator)}
+            self.recorder.submit("enrol", body)
+            e.status = "authorised"
+            self._saved(e, "approved")
+            return e
 
     def revoke(self, mgmc: bytes, operator: str = UNNAMED) -> Enrolment:
         """Revoke the MGMC's identity key and its anonym for good (authority set, trading, every message)."""
+        with self._one_decision(mgmc):
+            return self._revoke(mgmc, operator)
+
+    def _revoke(self, mgmc: bytes, operator: str) -> Enrolment:
+        """`revoke`'s work, its MGMC's decision lock held."""
         e = self._get(mgmc)
+        if e.status == "revoked":
+            raise AlreadyDecided("enrolment is already revoked, not authorised")
         if e.status != "authorised":
             raise EnrolmentRefused(f"enrolment is {e.status}, not authorised")
         recorders = [self.recorder] if self.mgmc_recorder is None else [self.recorder, self.mgmc_recorder]
