@@ -5,6 +5,8 @@ Promises: `write_replacing(path, body)` writes `body` to a new temporary beside 
 the old file or the new one, never a part, and a failure leaves no temporary. `open_lock(path)` opens a lock file
 for writing, never through a symbolic link (OSError, ELOOP, on a link); `locked_beside(path, ...)` holds an
 exclusive `flock` of `<path>.lock` (opened so) for a block, one that cannot be opened being the caller's error.
+`read_entries(path, ...)` reads one of these files back: the entries of its JSON document of our type, None when
+there is none, and the caller's error in the same words for each file for one it cannot read or that is not ours.
 Run as root, a file made by these calls takes the owner of its folder, so the server's user can still read and
 replace it; a file found there is never given away.
 Why: the data directory belongs to the server's user, who may plant a link or a file in it; a root command that
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def write_replacing(path: Path, body: bytes) -> None:
@@ -41,6 +45,28 @@ def write_replacing(path: Path, body: bytes) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def read_entries(
+    path: Path, file: str, file_type: str, entries: str, shape: type, refuse: Callable[[str], Exception]
+) -> Any:
+    """The `entries` member (a `shape`: list or dict) of the JSON object at `path` whose "type" is `file_type`;
+    None when there is no file. A file that cannot be read, is not JSON or is not that object raises
+    `refuse(why)`, `why` naming the `file` ("enrolment file"): the caller adds the path and what to do, and never
+    reads such a file as an empty one. Without a lock: these files are only ever replaced whole by a rename."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise refuse(f"cannot read the {file} ({exc.strerror})") from None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise refuse("not a JSON document (damaged)") from None
+    if not isinstance(doc, dict) or doc.get("type") != file_type or not isinstance(doc.get(entries), shape):
+        raise refuse(f"not a peergrid {file} (expected {file_type})")
+    return doc[entries]
 
 
 def open_lock(path: Path) -> int:

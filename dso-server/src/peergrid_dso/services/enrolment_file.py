@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.data_files import locked_beside, write_replacing
+from peergrid_dso.data_files import locked_beside, read_entries, write_replacing
 from peergrid_dso.services.enrolment import STATUSES, Enrolment, chain_status
 
 FILE_TYPE = "peergrid-enrolments-v1"
@@ -52,24 +52,11 @@ class EnrolmentFile:
         """The enrolments by MGMC key, in the file's order; {} when there is no file yet. Without the lock: the
         file is only ever replaced whole by a rename, so a read sees one queue or the next (and `check-config`
         reads it without making a lock file beside it)."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        kept = read_entries(self.path, "enrolment file", FILE_TYPE, "enrolments", list, self._refuse)
+        if kept is None:
             return {}
-        except OSError as exc:
-            raise self._refuse(f"cannot read the enrolment file ({exc.strerror})") from None
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            raise self._refuse("not a JSON document (damaged)") from None
-        if (
-            not isinstance(doc, dict)
-            or doc.get("type") != FILE_TYPE
-            or not isinstance(doc.get("enrolments"), list)
-        ):
-            raise self._refuse(f"not a peergrid enrolment file (expected {FILE_TYPE})")
         found: dict[bytes, Enrolment] = {}
-        for number, entry in enumerate(doc["enrolments"], 1):
+        for number, entry in enumerate(kept, 1):
             try:
                 enrolment = _enrolment(entry)
             except (TypeError, ValueError, KeyError):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.data_files import locked_beside, write_replacing
+from peergrid_dso.data_files import locked_beside, read_entries, write_replacing
 
 FILE_TYPE = "peergrid-enrolment-tokens-v1"
 FILE_NAME = "enrolment-tokens.json"
@@ -93,24 +93,11 @@ class TokenStore:
         )
 
     def _read(self) -> dict[str, TokenRecord]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        kept = read_entries(self.path, "enrolment token file", FILE_TYPE, "tokens", dict, self._refuse)
+        if kept is None:
             return {}
-        except OSError as exc:
-            raise self._refuse(f"cannot read the enrolment token file ({exc.strerror})") from None
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            raise self._refuse("not a JSON document (damaged)") from None
-        if (
-            not isinstance(doc, dict)
-            or doc.get("type") != FILE_TYPE
-            or not isinstance(doc.get("tokens"), dict)
-        ):
-            raise self._refuse(f"not a peergrid enrolment token file (expected {FILE_TYPE})")
         found = {}
-        for digest, entry in doc["tokens"].items():
+        for digest, entry in kept.items():
             try:
                 found[digest] = _record(digest, entry)
             except (TypeError, ValueError, KeyError):
