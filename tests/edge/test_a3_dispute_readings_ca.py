@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from helpers_https import lab_https_server
 
 from peergrid_edge.dispute_readings import DisputeReadings
-from peergrid_sim.certs import LabPki, make_lab_pki
+from peergrid_sim.certs import LabPki
 
 TRADE = bytes(range(32))
 
@@ -36,18 +35,8 @@ class Decisions(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def dso(tmp_path: Path) -> Iterator[tuple[str, LabPki]]:
-    pki = make_lab_pki(tmp_path / "pki", [])
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Decisions)
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(pki.server.cert, pki.server.key)
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://localhost:{server.server_address[1]}", pki
-    finally:
-        server.shutdown()
-        server.server_close()
+    with lab_https_server(tmp_path / "pki", Decisions) as served:
+        yield served
 
 
 def poster(url: str, ca_file: Path | None) -> DisputeReadings:

@@ -9,21 +9,22 @@ A real loopback HTTPS server of the lab PKI; a port nothing listens on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from helpers_https import lab_https_server
 
 from peergrid_edge.dispute_readings import DisputeReadings
 from peergrid_edge.dso_http import DsoHttp, DsoUnreachable
 from peergrid_edge.enrolment import EnrolmentUnreachable, http_transport
-from peergrid_sim.certs import LabPki, make_lab_pki
+from peergrid_sim.certs import LabPki
 
 TRADE = bytes(range(32))
 
@@ -50,24 +51,31 @@ class Answers(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def dso(tmp_path: Path) -> Iterator[tuple[str, LabPki]]:
-    pki = make_lab_pki(tmp_path / "pki", [])
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answers)
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(pki.server.cert, pki.server.key)
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://localhost:{server.server_address[1]}", pki
-    finally:
-        server.shutdown()
-        server.server_close()
+    with lab_https_server(tmp_path / "pki", Answers) as served:
+        yield served
 
 
 def closed_port() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@contextlib.contextmanager
+def answering_once(raw: bytes) -> Iterator[str]:
+    """The http:// URL of a loopback port that answers its first connection with `raw` bytes, whatever it asked."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+
+        def answer() -> None:
+            conn, _ = listening.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(raw)
+
+        threading.Thread(target=answer, daemon=True).start()
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
 
 
 def poster(url: str, ca_file: Path | None) -> DisputeReadings:
@@ -108,20 +116,8 @@ def test_both_callers_say_the_same_words_for_a_dso_that_gives_no_answer(
 def test_bytes_that_are_no_http_answer_are_no_answer() -> None:
     """Before, http.client's BadStatusLine (no OSError) escaped both clients: the enroller's task and the
     readings follower would have ended on it."""
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen(1)
-
-        def answer() -> None:
-            conn, _ = listening.accept()
-            with conn:
-                conn.recv(4096)
-                conn.sendall(b"not http at all\r\n\r\n")
-
-        threading.Thread(target=answer, daemon=True).start()
-        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
-        with pytest.raises(DsoUnreachable):
-            DsoHttp(url, None, 10.0).request("GET", "/api/dso/enrolment/00")
+    with answering_once(b"not http at all\r\n\r\n") as url, pytest.raises(DsoUnreachable):
+        DsoHttp(url, None, 10.0).request("GET", "/api/dso/enrolment/00")
 
 
 def test_an_error_answer_cut_short_is_no_answer() -> None:
@@ -129,17 +125,6 @@ def test_an_error_answer_cut_short_is_no_answer() -> None:
     proxy's reset) was read outside the clause that turns a failure into `DsoUnreachable`: http.client's
     IncompleteRead (no OSError) escaped both callers, which catch only that, and would end the enroller's task
     and the readings follower."""
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen(1)
-
-        def answer() -> None:
-            conn, _ = listening.accept()
-            with conn:
-                conn.recv(4096)
-                conn.sendall(b'HTTP/1.1 503 Busy\r\nContent-Length: 100\r\n\r\n{"detail": ')
-
-        threading.Thread(target=answer, daemon=True).start()
-        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
-        with pytest.raises(DsoUnreachable, match="89 more expected"):
-            DsoHttp(url, None, 10.0).request("GET", "/api/dso/enrolment/00")
+    cut = b'HTTP/1.1 503 Busy\r\nContent-Length: 100\r\n\r\n{"detail": '
+    with answering_once(cut) as url, pytest.raises(DsoUnreachable, match="89 more expected"):
+        DsoHttp(url, None, 10.0).request("GET", "/api/dso/enrolment/00")
