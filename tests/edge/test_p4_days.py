@@ -1,9 +1,10 @@
 """An MGMC trades day after day on the same chain (`market.days`, `agent_day.Calendar`): interval numbers go on
 past the scenario's n (the chain's interval clock is epoch + k x interval for any k), interval t is planned on
-the scenario's profile t mod n to the end of its day, its records carry its day's stamp (`resume.record_day`),
-its guard's budget starts afresh each day, and a restart on the second day joins that day and resumes that
-day's budget and counterfactual, not the first day's. Before, the agent's loop ended with the scenario's last
-interval: a pilot traded one day and stopped (ansible/README.md step 6).
+the scenario's profile t mod n to the end of its day (on the scenario's one day, never repeated), its records
+carry its day's stamp (`resume.record_day`), its guard's budget starts afresh each day, and a restart on the
+second day joins that day and resumes that day's budget and counterfactual, not the first day's. Before, the
+agent's loop ended with the scenario's last interval: a pilot traded one day and stopped (ansible/README.md
+step 6).
 
 The run: a real MarketAgent on a real single-authority MGMC chain, a 24-interval day (hourly), from interval 22
 of day 0 for six intervals (22-23 of day 0, 24-27 of day 1); each interval (stubbed: no peers, no DSO) plans
@@ -26,11 +27,11 @@ from pydantic import ValidationError
 from test_settlement import Node
 
 from peergrid_controller.builder import MgState
-from peergrid_controller.model import validate_microgrid
 from peergrid_controller.scenario import load_scenario
 from peergrid_edge.agent_day import Calendar
 from peergrid_edge.chain_bargaining import position
 from peergrid_edge.config import MarketSettings
+from peergrid_edge.interval_plan import day_end, profile_index
 from peergrid_edge.resume import record_day
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger.genesis import Account, Genesis, Params
@@ -76,10 +77,10 @@ def scenario_file(tmp_path: Path) -> Path:
 
 
 def settings(tmp_path: Path, t0: float, **fields: Any) -> MarketSettings:
-    named: dict[str, Any] = {"first_interval": FIRST, "intervals": COUNT, "days": None, **fields}
+    named: dict[str, Any] = {"first_interval": FIRST, "intervals": COUNT, "days": None, "interval_s": INTERVAL_S,
+                             **fields}  # fmt: skip
     return MarketSettings(scenario=scenario_file(tmp_path), anonym_key_file=tmp_path / "anonym.key", t0=t0,
-                          interval_s=INTERVAL_S, phase_timeout_s=0.1, record_file=tmp_path / "market.jsonl",
-                          **named)  # fmt: skip
+                          phase_timeout_s=0.1, record_file=tmp_path / "market.jsonl", **named)  # fmt: skip
 
 
 class NoReadings:
@@ -124,7 +125,8 @@ def traded_run(
         budget.charge(cost - money)
         agent.conv_state = agent.state
         seen.append({"t": t, "day": agent.day, "first": agent.s.first_interval, "horizon": sched.horizon,
-                     "retail": agent.mg.tariff.retail[t], "trades": len(mine), "net_kwh": net_kwh,
+                     "start": sched.start, "retail": sched.mg.tariff.retail[sched.start],
+                     "profiles": sched.mg.intervals, "trades": len(mine), "net_kwh": net_kwh,
                      "budget": budget, "spent_before": spent_before, "conv_at_start": conv_at_start})  # fmt: skip
         agent._record({"interval": t, "mg": "mg1", "trades": len(mine), "cost_p2p": cost - money,
                        "budget_day": budget.day, "budget_left": budget.left,
@@ -170,10 +172,10 @@ def test_the_agent_trades_into_the_next_day_and_a_restart_there_resumes_that_day
         (24, day1, 24),
         (25, day1, 24),
     ]
-    # interval t is planned on the scenario's profile t mod n, from t to the end of t's day
+    # interval t is planned on the scenario's profile t mod n, from t to the end of t's day, on the one day
     for r in first_run + second_run:
-        assert r["retail"] == base.tariff.retail[r["t"] % N]
-        assert r["horizon"] == (r["t"] // N + 1) * N - r["t"]
+        assert r["start"] == r["t"] % N and r["retail"] == base.tariff.retail[r["t"] % N]
+        assert r["horizon"] == (r["t"] // N + 1) * N - r["t"] and r["profiles"] == N
     # it trades in day 1 on the same chain, under the same anonym
     assert [(r["t"], r["trades"], r["net_kwh"]) for r in first_run[2:] + second_run] == [
         (t, 1, WH / 1000)
@@ -206,16 +208,13 @@ def test_the_calendar_maps_chain_intervals_onto_the_scenarios_day(tmp_path: Path
     later = calendar.settings_of(3)
     assert (later.first_interval, later.t0) == (72, s.t0 + (72 - FIRST) * INTERVAL_S)
     assert later.intervals is None and later.days is None
-    three = calendar.scenario_of(3)
-    assert calendar.scenario_of(0) is day and three.intervals == 4 * N
-    for mg, original in zip(three.microgrids, day.microgrids, strict=True):
-        validate_microgrid(mg)  # every per-interval profile repeated alike (a new one would fail here)
-        for t in (72, 80, 95):
-            assert mg.tariff.retail[t] == original.tariff.retail[t - 72]
-            assert [load.critical_kw[t] for load in mg.loads] == [
-                load.critical_kw[t - 72] for load in original.loads
-            ]
-            assert [pv.available_kw[t] for pv in mg.pv] == [pv.available_kw[t - 72] for pv in original.pv]
+    # day 3's chain intervals 72-95 read the one day's profiles 0-23, each planned to chain interval 96
+    assert [(profile_index(t, N), day_end(t, N)) for t in (72, 80, 95, 96)] == [
+        (0, 96),
+        (8, 96),
+        (23, 96),
+        (0, 120),
+    ]
     # the run's bounds: `days` from the first interval's day, `intervals` counted across days
     assert Calendar(settings(tmp_path, 0.0, intervals=None, days=2), day).last() == 2 * N - 1
     assert Calendar(settings(tmp_path, 0.0, days=None), day).last() == FIRST + COUNT - 1

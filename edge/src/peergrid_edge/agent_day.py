@@ -18,12 +18,14 @@ is stopping, the day-ahead make-whole (`day_stages.run_uplift`); a stop while it
 the day there. Split from trader.py (E23), whose `MarketAgent.run` calls it; it reaches the agent's stages
 through the agent (`run_interval`, `_previous_cleared`, `run_dayahead`, `run_forward`), which tests stub.
 Day after day (`market.days`, `Calendar`): the chain's intervals go on past the scenario's n (its interval clock
-is epoch + k x interval, for any k), and interval t is day t // n, planned on the scenario's profile t mod n. At
-a day's last interval the agent goes on to the next day's first in the same loop (`next_day`): its settings,
-scenario and record stamp become the day's (`Calendar.settings_of`, `scenario_of`; `resume.record_day`), its
-guard's budget starts afresh, its battery state, counterfactual and Settler carry on (the day before's last
-statements are worked in the new day's idles, as within a day); `settle_day`, which waits the settlements out,
-runs after the run's last day only. A (re)started agent joins the day its resume interval is in.
+is epoch + k x interval, for any k), and chain interval t is day t // n, planned on the scenario's one day at
+profile index t mod n to that day's end (`interval_plan.profile_index`: the agent's model calls map t there, its
+chain calls keep t), so day 1000's plans cost what day 0's do. At a day's last interval the agent goes on to the
+next day's first in the same loop (`next_day`): its settings and record stamp become the day's
+(`Calendar.settings_of`; `resume.record_day`), its guard's budget starts afresh, its battery state,
+counterfactual and Settler carry on (the day before's last statements are worked in the new day's idles, as
+within a day); `settle_day`, which waits the settlements out, runs after the run's last day only. A
+(re)started agent joins the day its resume interval is in.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from peergrid_controller.model import Microgrid, Scenario
+from peergrid_controller.model import Scenario
 from peergrid_edge import agent_settlement, day_stages, guard, own_nonce
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.resume import initial_state, record_day, resume_interval, resumed_counterfactual
@@ -79,8 +81,9 @@ async def run_day(agent: MarketAgent) -> None:
 @dataclass(frozen=True)
 class Calendar:
     """The agent's days on one chain (`market.days`): `settings` as configured, `day` the scenario's one day (n
-    intervals, the owner's rules in it). Day k holds chain intervals k x n to (k + 1) x n - 1; the first day is
-    the one of the configured first interval, traded from it. Pure."""
+    intervals, the owner's rules in it), which every day is planned on. Day k holds chain intervals k x n to
+    (k + 1) x n - 1, read at profile indices 0 to n - 1 (`interval_plan.profile_index`); the first day is the one
+    of the configured first interval, traded from it. Pure."""
 
     settings: MarketSettings
     day: Scenario
@@ -127,33 +130,12 @@ class Calendar:
         before = self.settings_of(k - 1)
         return range(before.first_interval, k * self.per_day), record_day(before.t0, before.first_interval)
 
-    def scenario_of(self, k: int) -> Scenario:
-        """The scenario day k is planned on: every per-interval profile repeated over days 0 to k, so interval t
-        reads profile t mod n and a plan from t runs to the day's end (the agent indexes its scenario by the
-        chain's interval). Day 0's is the scenario itself. Costs (k + 1) x n references a profile."""
-        if k == 0:
-            return self.day
-        return replace(self.day, microgrids=tuple(repeated(mg, k + 1) for mg in self.day.microgrids))
-
-
-def repeated(mg: Microgrid, times: int) -> Microgrid:
-    """`mg` with each per-interval profile (tariff, PV forecast, load) `times` over, one day after another."""
-    tariff = replace(mg.tariff, retail=mg.tariff.retail * times, feed_in=mg.tariff.feed_in * times)
-    pv = tuple(replace(p, available_kw=p.available_kw * times) for p in mg.pv)
-    loads = tuple(
-        replace(load, critical_kw=load.critical_kw * times, sheddable_kw=load.sheddable_kw * times)
-        for load in mg.loads
-    )
-    return replace(mg, tariff=tariff, pv=pv, loads=loads)
-
 
 def enter_day(agent: MarketAgent, calendar: Calendar, k: int) -> None:
-    """The agent on day k: its settings (`Calendar.settings_of`: the day's t0, first interval and stamp), and the
-    scenario and MG it plans the day on (`scenario_of`), its MG's name kept."""
+    """The agent on day k: its settings (`Calendar.settings_of`: the day's t0, first interval and stamp); its
+    scenario and MG stay the one day every day is planned on."""
     agent.s = calendar.settings_of(k)
-    agent.scenario = calendar.scenario_of(k)
-    agent.mg = next(m for m in agent.scenario.microgrids if m.name == agent.mg.name)
-    agent.counted = None  # the interval in hand counts on the day's MG (`run_interval` sets it)
+    agent.counted = None  # the day's MG until an interval counts on it (`interval_offer.prepare` sets it)
 
 
 def next_day(agent: MarketAgent, calendar: Calendar) -> int | None:

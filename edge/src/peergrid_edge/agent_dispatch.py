@@ -31,6 +31,7 @@ from peergrid_controller.model import Microgrid
 from peergrid_edge.actuation import view_of
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.dispatch import DeviceView, Schedule
+from peergrid_edge.interval_plan import day_end, profile_index
 from peergrid_edge.planning import schedule_from_plan
 
 if TYPE_CHECKING:
@@ -42,14 +43,15 @@ if TYPE_CHECKING:
 BEHIND_INTERVALS, BEHIND_S = 4, 30.0
 
 
-def plan_valid_until(market: MarketSettings, intervals: int, t: int) -> float:
-    """Until when interval t's plan is followed by the clock alone with no newer plan: the end of t + 1, the
-    day's last interval's own end. `intervals`: the scenario's (the agent's `_last_interval`)."""
+def plan_valid_until(market: MarketSettings, day_end: int, t: int) -> float:
+    """Until when chain interval t's plan is followed by the clock alone with no newer plan: the end of t + 1,
+    the day's last interval's own end. `day_end`: the chain interval after the last of t's day
+    (`interval_plan.day_end`; the agent's `_last_interval`, with `market.intervals`)."""
 
     def start(k: int) -> float:  # the wall time interval k's slot starts (the agent's `_start_of`)
         return market.t0 + (k - market.first_interval) * market.interval_s
 
-    last = intervals - 1
+    last = day_end - 1
     if market.intervals is not None:
         last = min(last, market.first_interval + market.intervals - 1)
     return start(t + 1) if t >= last else start(t + 2)
@@ -65,14 +67,15 @@ def bridge_until(market: MarketSettings, wall: float) -> float:
 def plan_schedule(
     daemon: EdgeDaemon, mg: Microgrid, interval_s: float, t: int, plan: Any
 ) -> tuple[Schedule, Mapping[str, DeviceView]]:
-    """Interval t's plan as the daemon's schedule, and the controllable devices' views it was made for."""
+    """Chain interval t's plan as the daemon's schedule, and the controllable devices' views it was made for; the
+    PV available is `mg`'s forecast at t's profile index (`interval_plan.profile_index`)."""
     market = daemon.settings.market
     if market is None or market.interval_s != interval_s:
         raise ValueError("the agent's plan is timed by the daemon's market section (its interval_s)")
     now, wall = daemon.clock.monotonic(), daemon.clock.wall()
     views = {n: v for n, s in daemon.states.items() if (v := view_of(s, now)) is not None}
-    available = sum(p.available_kw[t] for p in mg.pv)
-    until = plan_valid_until(market, mg.intervals, t)
+    available = sum(p.available_kw[profile_index(t, mg.intervals)] for p in mg.pv)
+    until = plan_valid_until(market, day_end(t, mg.intervals), t)
     return schedule_from_plan(plan, 0, views, t, wall, until, available), views
 
 

@@ -6,7 +6,8 @@ its curve held within the limit, `chain_bargaining.rebargain` played once the DS
 MGMC chain (only the DSO may reopen; an MGMC never does), the interval closed again, a re-plan within its limit
 and the revised injection submitted as that iteration's revision. `Market` is what the MG bargains with in the
 interval, `DsoAnswers` what it has answered so far. Reads only this node's own sealed contracts and public
-positions; never reveals the curve.
+positions; never reveals the curve. t is the chain's interval (its contracts, reopening, closing, injection);
+the MG's tariff is read at t's profile index (`interval_plan.profile_index`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from peergrid_controller.moves import Participant
 from peergrid_controller.rebargain import curve_within
 from peergrid_edge.chain_bargaining import position, rebargain
 from peergrid_edge.chain_closing import close_interval
+from peergrid_edge.interval_plan import profile_index
 from peergrid_ledger import keys, query
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger.contracts import market as contract
@@ -102,9 +104,9 @@ async def answer_iteration(
     entry: dict[str, Any] = {"iteration": iteration, "addressed": addressed, "reopened": False}
     me = market.me
     if answers.limit is not None:
-        limited = curve_within(sched, lo, hi, agent.mg.tariff.feed_in[t],
-                               agent.mg.tariff.retail[t] + market.premium, answers.injection_kw,
-                               limit_kw=me.rules.max_quantity_kwh / agent.dt)  # fmt: skip
+        tariff, i = agent.mg.tariff, profile_index(t, agent.mg.intervals)  # the model's day: t's profile
+        limited = curve_within(sched, lo, hi, tariff.feed_in[i], tariff.retail[i] + market.premium,
+                               answers.injection_kw, limit_kw=me.rules.max_quantity_kwh / agent.dt)  # fmt: skip
         me = replace(market.me, curve=limited.curve)
         entry["curve_met"], entry["curve_reason"] = limited.met, limited.reason
 

@@ -28,6 +28,10 @@ not keep them), and a change the DSO makes after the guard chose (an adjustment,
 closing: the DSO's; the budget is charged with what was dispatched and paid, and the record names the part
 that was the DSO's). An owed interval needs nothing of its own: the debtor's bid asks nothing, so its trade
 is a sale within the guarded curve. Pure apart from the chain state it is given; never reads clocks or I/O.
+Interval numbers: the agent's functions (`forecast_for`, `start_budget`, `fail_closed_after`, `interval_curve`,
+`choose`) take the chain's interval t (the chain's prices, records and logs) and read the MG's model at t's
+profile index (`interval_plan.profile_index`), to t's day's end; the pure ones on the model (`day_budget`,
+`guard_curve`, `within_bounds`) take that profile index.
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ def market_forecast(
     counted: Callable[[dict[str, Any]], bool] | None = None,
     lookback: int | None = None,
 ) -> list[float] | None:
-    """Expected peer prices (currency per kWh) for intervals t .. `intervals` - 1: the completed day-ahead
+    """Expected peer prices (currency per kWh) for chain intervals t .. `intervals` - 1 (t's day's end, the agent's
+    `interval_plan.day_end`): the completed day-ahead
     session's final prices (one per interval of the day; a clean session's general book first), else the
     latest interval before t, and at most `lookback` before it (None: back to interval 0), with agreed trades
     on the chain, its price held flat, else None. `counted`: which agreed trades count (`anonym_trades`; None:
@@ -146,7 +151,7 @@ def day_budget(
     spend_unknown: bool = False,
     short: float = 0.0,
 ) -> DayBudget:
-    """The day's budget from interval t: where the records left it (`resumed`: the day's budget and what the
+    """The day's budget from profile index t: where the records left it (`resumed`: the day's budget and what the
     intervals before t cost), else afresh — the conventional cost of the rest of the day from `state` (the
     conventional optimum, `interval_plan.cost_to_go`) plus the allowance. `spend_unknown` (the records
     cannot say what the day cost before t: `RecordedSpend.unknown`): fail closed, no allowance left — what
@@ -192,13 +197,16 @@ def forecast_for(agent: Any, t: int) -> list[float] | None:
     replicas = getattr(agent.ledger, "replicas", {})  # a test's stand-in replica may have none: all count
     counted = anonym_trades(replicas["mgmc"].app.genesis, state) if "mgmc" in replicas else None
     lookback = lookback_intervals(agent.dt)
-    forecast = market_forecast(session, state, t, agent.scenario.intervals, counted, lookback)
+    n = agent.scenario.intervals
+    forecast = market_forecast(session, state, t, interval_plan.day_end(t, n), counted, lookback)
     premium = max(m.rules.clean_premium for m in agent.scenario.microgrids)  # the feeder's, as the curve's
-    return None if forecast is None else within_bounds(forecast, agent.mg, t, premium)
+    if forecast is None:
+        return None
+    return within_bounds(forecast, agent.mg, interval_plan.profile_index(t, n), premium)
 
 
 def within_bounds(forecast: Sequence[float], mg: Microgrid, t: int, premium: float) -> list[float]:
-    """The forecast for intervals t on, each price held within the MG's own bounds of its interval, [feed-in,
+    """The forecast for profile indices t on, each price held within the MG's own bounds of its interval, [feed-in,
     retail + the feeder's clean premium] (`interval_curve`'s; `chain_bargaining.opening_price` holds the same
     figure so): a price outside them can never be this MG's P2P trade. Without it one MGMC trading with
     itself at any price (its node key and its anonym, on a chain that does not bind trades to anonyms) set
@@ -225,7 +233,7 @@ def start_budget(agent: Any, t: int, recorded: resume_spend.RecordedSpend | None
         allowance,
         agent.mg,
         agent.dt,
-        t,
+        interval_plan.profile_index(t, agent.mg.intervals),
         agent.state,
         recorded.resumed,
         unknown is not None,
@@ -252,7 +260,8 @@ def fail_closed_after(agent: Any, t: int) -> None:
     if budget is None or state is None:
         return
     try:
-        to_go = interval_plan.cost_to_go(agent.mg, agent.dt, agent.mg.intervals, t + 1, state)
+        n = agent.mg.intervals
+        to_go = interval_plan.cost_to_go(agent.mg, agent.dt, n, interval_plan.profile_index(t, n) + 1, state)
     except Exception:  # the next interval's solve will say so too; this one's budget stays as it was
         log.exception("interval %d failed and the conventional rest of the day could not be solved", t)
         return
@@ -305,12 +314,13 @@ def interval_curve(
     held (`forward_held`: the plan's curve as it is, no alternative). `counted`: the MG the plan was made on
     (`interval_plan.counted`: a PV that does not answer left out; None: the agent's), and so its alternative."""
     mg = agent.mg if counted is None else counted
-    lo, hi = mg.tariff.feed_in[t], mg.tariff.retail[t] + premium
+    i = interval_plan.profile_index(t, mg.intervals)
+    lo, hi = mg.tariff.feed_in[i], mg.tariff.retail[i] + premium
     limit_kw = (mg.rules if rules is None else rules).max_quantity_kwh / agent.dt
     curve = sched.response_curve(lo, hi, limit_kw=limit_kw)
     if forward_held:
         return curve, None
-    return guard_curve(budget, mg, agent.dt, t, agent.state, sched, curve, lo, hi, limit_kw)
+    return guard_curve(budget, mg, agent.dt, i, agent.state, sched, curve, lo, hi, limit_kw)
 
 
 def guard_curve(
@@ -325,7 +335,7 @@ def guard_curve(
     hi: float,
     limit_kw: float,
 ) -> tuple[ResponseCurve, Guarded | None]:
-    """The curve this MG bargains with in interval t and the conventional alternative that bounds it (None:
+    """The curve this MG bargains with at profile index t and the conventional alternative that bounds it (None:
     mode off). Prices [lo, hi]: the MG's own bounds, as the simulation's."""
     if budget.mode == "strict":
         fallback = Guarded.fallback(mg, dt, t, state, sched.commitment(), budget.left)

@@ -5,7 +5,9 @@ its day planned from t and its state with the forward trades of t on fixed (`int
 price-quantity curve on its own bounds within its owner's rules and the DSO's connection capacity, held by the
 individual-rationality guard while no forward trade is held (`guard.interval_curve`, the budget started in the
 first interval run), its role at the mid price and the price its sellers open at (the previous interval's
-agreed price, held within this interval's [feed-in, retail]). It reads the agent's replica of the MGMC chain and
+agreed price, held within this interval's [feed-in, retail]). t is the chain's interval (the chain's forward
+trades, connection capacity and opening price are read at t, from t to its day's end); the model's tariffs and
+profiles at its profile index (`interval_plan.profile_index`). It reads the agent's replica of the MGMC chain and
 its device states; it submits nothing and writes no device.
 `counted_for(agent, t)`: a PV inverter, battery or genset that is quarantined or whose last good reading is
 stale (`quality.untrusted_share`) is left out by its share of its nature's rating (`interval_plan.counted`),
@@ -67,19 +69,21 @@ def prepare(agent: Any, t: int) -> Offer:
     """Interval t's offer for `agent` (a `MarketAgent`); keeps the MG it counts on as `agent.counted` (what the
     agent's `_schedule` plans and `_dispatch` dispatches on)."""
     sc = agent.scenario
+    i = interval_plan.profile_index(t, sc.intervals)
     mg, uncounted = counted_for(agent, t)
     agent.counted = mg
     assert agent.state is not None and agent.conv_state is not None
-    # the forward trades of this and later intervals are binding: the day is planned with them fixed
+    # the forward trades of this and later intervals of its day are binding: the day is planned with them fixed
     chain = agent.ledger.state("mgmc")
     forward = forward_session(chain, t)
-    fixed = forward_plan(chain, agent.anonym.public, range(t, sc.intervals), agent.dt)
+    day = range(t, interval_plan.day_end(t, sc.intervals))  # chain intervals
+    fixed = forward_plan(chain, agent.anonym.public, day, agent.dt)
     # the guard's budget, started in the first interval run (a solve: failing fails the interval only)
     budget = agent.budget or agent._start_budget(t, agent.resumed)
     sched, plan = agent._schedule(t, fixed)
     premium = max(m.rules.clean_premium for m in sc.microgrids)
-    feed_in = min(m.tariff.feed_in[t] for m in sc.microgrids)
-    retail = max(m.tariff.retail[t] for m in sc.microgrids)
+    feed_in = min(m.tariff.feed_in[i] for m in sc.microgrids)
+    retail = max(m.tariff.retail[i] for m in sc.microgrids)
     # the owner's rules within the DSO's connection capacity here: the chain refuses more (`connection`)
     rules = connected_rules(mg.rules, chain, agent.anonym.public, t)
     curve, fallback = guard.interval_curve(agent, t, budget, sched, fixed is not None, premium, rules, mg)
@@ -113,5 +117,6 @@ def counted_for(agent: Any, t: int) -> tuple[Microgrid, dict[str, str]]:
         again = LEFT_OUT[states[name].settings.nature][1] if name in states else "it is counted again"
         log.warning("%s answers again: %s from interval %d", name, again, t)
     agent.uncounted = out
-    mg = interval_plan.counted(agent.mg, t, shares["pv"], shares["battery"], shares["genset"])
+    i = interval_plan.profile_index(t, agent.mg.intervals)
+    mg = interval_plan.counted(agent.mg, i, shares["pv"], shares["battery"], shares["genset"])
     return mg, out

@@ -23,6 +23,15 @@ Promises:
   holds stays in the state (neither charged nor discharged: as last planned or read) and is planned on again
   from the interval it answers in; a genset left out is planned stopped, with no minimum up or down time
   owed, so once it answers the plan starts it as it would a stopped one.
+- `profile_index`, `day_end`: where the agent's chain intervals meet its model (`market.days`). The MGMC chain
+  numbers its intervals on for ever (t: offers, bids, trades, injections, verdicts, settlements, records); the
+  MG's model holds one day of n intervals (the scenario's profiles: tariff, PV forecast, load). Chain interval t
+  is day t // n, read from the model at profile index i = t mod n (`profile_index`), planned to its day's end,
+  chain interval `day_end(t, n)` (the model's n: a horizon of n - i). Every function here that takes an
+  interval to index the model (`plan_day`, `counterfactual`, `cost_to_go`, `counted`) takes the profile index;
+  `deliver` and `meet_limit` name the chain interval (their `t` only labels their log lines). The agent maps
+  each chain interval through `profile_index` where it calls the model (trader, interval_offer, guard,
+  dso_answers, agent_dispatch, resume), so a plan on day 1000 is the size of day 0's.
 Never reads clocks, devices or the chain; logs under the trader's name, as before the split.
 """
 
@@ -42,6 +51,19 @@ from peergrid_controller.schedule import MgSchedule, Plan, ScheduleError
 log = logging.getLogger("peergrid.edge.trader")
 
 
+def profile_index(t: int, n: int) -> int:
+    """Chain interval t's index in the model's per-interval profiles of `n` intervals a day (the scenario's, every
+    profile's length): t mod n (the module's "profile_index"). Raises on a day of no intervals."""
+    if n <= 0:
+        raise ValueError(f"a day of {n} intervals has no profile for interval {t}")
+    return t % n
+
+
+def day_end(t: int, n: int) -> int:
+    """The chain interval after the last of t's day (n intervals a day): where a plan from t ends."""
+    return t - profile_index(t, n) + n
+
+
 def plan_day(
     mg: Microgrid,
     dt: float,
@@ -52,11 +74,11 @@ def plan_day(
     schedule: Callable[..., MgSchedule] = MgSchedule,
     p2p_prices: list[float] | None = None,
 ) -> tuple[MgSchedule, Plan]:
-    """The MG's day from interval t (of `intervals`) and its `state`, planned with the forward trades of t on
-    fixed (`fixed`, kW). They were accepted on the day planned from its start (`forward.accept_alone`); from
-    the state this MG is in now (review8 F2) they may not all be met: then with t's alone (each later one is
-    held when its interval comes), and if even t's cannot be met (less stored energy than planned, PV
-    short), without P2P: t's trade is then delivered as far as the MG can (`deliver`). Raises only when the
+    """The MG's day from profile index t (of `intervals`, the day's n: to the day's end) and its `state`,
+    planned with the forward trades of t on fixed (`fixed`, kW). They were accepted on the day planned from its
+    start (`forward.accept_alone`); from the state this MG is in now (review8 F2) they may not all be met: then
+    with t's alone (each later one is held when its interval comes), and if even t's cannot be met (less stored
+    energy than planned, PV short), without P2P: t's trade is then delivered as far as the MG can (`deliver`). Raises only when the
     MG has no plan at all. `schedule` makes the model (`MgSchedule`; the trader passes its own name).
     `p2p_prices`: the peer prices forecast for intervals t on (`guard.market_forecast`), which the plan may
     lean on in later intervals; a plan holding forward trades leans on none (`MgSchedule` opens P2P only
@@ -128,7 +150,7 @@ def counterfactual(
     limit: tuple[float | None, float | None] | None,
     last: MgState | None = None,
 ) -> tuple[float, MgState, dict[str, float]]:
-    """The conventional counterfactual's interval t (same MG, no P2P, from its own `state`): its cost, the
+    """The conventional counterfactual's profile index t (same MG, no P2P, from its own `state`): its cost, the
     state it leaves and, on the agent's last interval (`last`: the state the P2P path leaves; None: not the
     last), the stored energy each path leaves valued by the rest of the day (`cost_to_go`; {} otherwise).
     The DSO's limit (kW, None: no contract) is the network's, not the market's: it faces it too."""
@@ -147,7 +169,8 @@ def counterfactual(
 
 
 def cost_to_go(mg: Microgrid, dt: float, intervals: int, start: int, state: MgState) -> float:
-    """The conventional cost of the rest of the day (of `intervals`) from `state` (0 at the day's end)."""
+    """The conventional cost of the rest of the day (of `intervals`) from profile index `start` and `state` (0 at
+    the day's end)."""
     if start >= intervals:
         return 0.0
     return float(MgSchedule(mg, dt, start=start, state=state).solve().cost)
@@ -156,7 +179,7 @@ def cost_to_go(mg: Microgrid, dt: float, intervals: int, start: int, state: MgSt
 def counted(
     mg: Microgrid, t: int, pv_share: float, battery_share: float = 1.0, genset_share: float = 1.0
 ) -> Microgrid:
-    """`mg` as interval t counts on it: every PV array's forecast for t scaled by `pv_share`, every battery's
+    """`mg` as profile index t counts on it: every PV array's forecast for t scaled by `pv_share`, every battery's
     charge and discharge power by `battery_share` and every genset by `genset_share` (each 0..1: the share of
     that nature's rating whose devices answer); `mg` itself where all are 1. The devices split the plan by
     rating (`planning`), not by name, so a share is cut from every device of the nature alike."""

@@ -43,6 +43,7 @@ from peergrid_controller.builder import MgState
 from peergrid_controller.model import Microgrid
 from peergrid_controller.schedule import MgSchedule
 from peergrid_edge.forward_agent import forward_session
+from peergrid_edge.interval_plan import profile_index
 from peergrid_ledger.contracts import market as contract
 
 log = logging.getLogger("peergrid.edge.trader")
@@ -115,9 +116,10 @@ def initial_state(mg: Microgrid, devices: Mapping[str, Any]) -> MgState:
 def resumed_counterfactual(
     record_file: Path | None, mg: Microgrid, dt: float, intervals: int, t: int, day: str | None = None
 ) -> MgState | None:
-    """The conventional counterfactual's state at interval t: where the last well-formed record of `day` before
-    t left it, carried through the intervals missed since (None: no record to start from, or carrying it
-    failed: logged, and the agent starts the counterfactual from its own state)."""
+    """The conventional counterfactual's state at chain interval t: where the last well-formed record of `day`
+    before t left it, carried through the intervals missed since, each planned at its profile index to its day's
+    end (`interval_plan.profile_index`; `intervals`: the scenario's n a day) (None: no record to start from, or
+    carrying it failed: logged, and the agent starts the counterfactual from its own state)."""
     lines = record_lines(record_file)
     last, errors = counterfactual_of(lines, t, mg, day)
     for error in errors:
@@ -127,7 +129,8 @@ def resumed_counterfactual(
     start, state = last
     try:
         for k in range(start + 1, t):
-            conv = MgSchedule(mg, dt, start=k, horizon=intervals - k, state=state)
+            i = profile_index(k, intervals)
+            conv = MgSchedule(mg, dt, start=i, horizon=intervals - i, state=state)
             conv.solve()
             conv.dispatch(0.0)
             _, state = conv.first_interval_cost_and_state()

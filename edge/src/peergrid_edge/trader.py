@@ -1,7 +1,9 @@
 """The MGMC's trading agent: the design's trading interval, one after another, on the accelerated clock.
 
 Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` or when the previous one ended;
-the day around its intervals, where a restarted agent joins and what follows the last, is `agent_day.py`'s):
+the day around its intervals, where a restarted agent joins and what follows the last, is `agent_day.py`'s; t is
+the chain's interval number throughout, which every model call reads at its profile index t mod the scenario's
+n intervals, planning to t's day's end: `interval_plan.profile_index`):
   0.   with `market.dayahead`, before the first interval: the day-ahead session and, once it completed, its
        forward trades (`day_stages.py`). An interval the clear closed is traded by its forward trades:
        planned with them fixed (every later forward trade is fixed in the day's plan too), not bargained
@@ -225,10 +227,12 @@ class MarketAgent:
         return self.s.t0 + (t - self.s.first_interval) * self.s.interval_s
 
     def _last_interval(self) -> int:
-        n = self.scenario.intervals
+        """The chain interval its day ends with: the last of its first interval's day (`interval_plan.day_end`),
+        or where `intervals` ends first."""
+        end = interval_plan.day_end(self.s.first_interval, self.scenario.intervals)
         if self.s.intervals is not None:
-            n = min(n, self.s.first_interval + self.s.intervals)
-        return n - 1
+            end = min(end, self.s.first_interval + self.s.intervals)
+        return end - 1
 
     async def _previous_cleared(self, t: int) -> None:
         """Start interval t only once the DSO's final verdict for t - 1 is out (`dso_verdicts`)."""
@@ -332,8 +336,9 @@ class MarketAgent:
         # budget (`guard.premium_paid`; charged in full it locked a premium buyer out, M15's U5 F5)
         premium_paid = guard.premium_paid(mine, self.anonym.public, rules.clean_premium)
         budget.charge(cost - money - premium_paid)
+        limit_kw = None if answers.limit is None else answers.limit_kw()
         conv_cost, self.conv_state, to_go = interval_plan.counterfactual(
-            mg, self.dt, sc.intervals, t, self.conv_state, None if answers.limit is None else answers.limit_kw(),
+            mg, self.dt, sc.intervals, interval_plan.profile_index(t, sc.intervals), self.conv_state, limit_kw,
             self.state if t == self._last_interval() else None,
         )  # fmt: skip
         self.phase = "done"
@@ -369,11 +374,12 @@ class MarketAgent:
         return self.debt_noted[1] if self.debt_noted is not None and self.debt_noted[0] == t else 0
 
     def _schedule(self, t: int, fixed: list[float] | None) -> tuple[MgSchedule, Plan]:
-        """The MG's day (as interval t counts on it: `counted`) from interval t and its state with the forward
-        trades of t on fixed (`interval_plan.plan_day`)."""
+        """The MG's day (as chain interval t counts on it: `counted`) from t to its day's end and its state, with
+        the forward trades of t on fixed (`interval_plan.plan_day` at t's profile index)."""
         prices = guard.forecast_for(self, t)
-        return interval_plan.plan_day(self.counted or self.mg, self.dt, self.scenario.intervals, t, self.state,
-                                      fixed, MgSchedule, prices)  # fmt: skip
+        n = self.scenario.intervals
+        return interval_plan.plan_day(self.counted or self.mg, self.dt, n, interval_plan.profile_index(t, n),
+                                      self.state, fixed, MgSchedule, prices)  # fmt: skip
 
     def _start_budget(self, t: int, resumed: RecordedSpend | None) -> guard.DayBudget:
         """The guard's day budget from interval t (`guard.start_budget`), kept as `budget`."""
