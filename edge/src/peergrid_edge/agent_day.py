@@ -23,15 +23,19 @@ profile index t mod n to that day's end (`interval_plan.profile_index`: the agen
 chain calls keep t), so day 1000's plans cost what day 0's do. At a day's last interval the agent goes on to the
 next day's first in the same loop (`next_day`): its settings and record stamp become the day's
 (`Calendar.settings_of`; `resume.record_day`), its guard's budget starts afresh, its battery state,
-counterfactual and Settler carry on (the day before's last statements are worked in the new day's idles, as
-within a day); `settle_day`, which waits the settlements out, runs after the run's last day only. A
-(re)started agent joins the day its resume interval is in.
+counterfactual and Settler carry on: the day before's last statements are worked in the new day's idles, as
+within a day, and once they had the time `settle_day` gives them at the run's end (`day_before_ends`) the
+Settler gives up what is still refused of the days before, as at the run's end (`work_idle`,
+`agent_settlement.end_days_before`), never a trade whose counterparty may still state. `settle_day`, which
+waits the settlements out, runs after the run's last day only. A (re)started agent joins the day its resume
+interval is in, and what it picked up of the day before is given up so too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,7 +62,10 @@ async def run_day(agent: MarketAgent) -> None:
     )
     day = calendar.day_for(t)
     enter_day(agent, calendar, day)  # a restart on a later day joins that day
-    agent_settlement.pick_up(agent, t, calendar.day_before(day))
+    before = calendar.day_before(day)
+    agent_settlement.pick_up(agent, t, before)
+    if before is not None:  # what it picked up of the day before is given up as at that day's end
+        day_before_ends(agent)
     agent.uplift_retry = day_stages.retry_in_background(agent)  # an uplift an earlier run left unpaid (U-A)
     if agent.s.dayahead and t == agent.s.first_interval and (await agent.run_dayahead()).completed:
         await agent.run_forward()
@@ -122,6 +129,21 @@ class Calendar:
             update["intervals"] = s.first_interval + s.intervals - first
         return s.model_copy(update=update)
 
+    def start_of(self, t: int) -> float:
+        """The wall second chain interval t's slot starts (the one clock of every day: `settings_of`)."""
+        s = self.settings
+        return s.t0 + (t - s.first_interval) * s.interval_s
+
+    def next_start(self, after: float) -> float | None:
+        """The start of the run's first interval that starts after wall second `after`, on whichever day it is;
+        None: the run has no interval left to start (`last`)."""
+        s = self.settings
+        t = max(s.first_interval, s.first_interval + math.floor((after - s.t0) / s.interval_s))
+        while self.start_of(t) <= after:  # past a float's rounding too: strictly after
+            t += 1
+        last = self.last()
+        return None if last is not None and t > last else self.start_of(t)
+
     def day_before(self, k: int) -> tuple[range, str] | None:
         """The intervals of the run's day before day k and its records' stamp (`resume.record_day`); None on
         the run's first day."""
@@ -142,7 +164,8 @@ def next_day(agent: MarketAgent, calendar: Calendar) -> int | None:
     """After a day's last interval: the agent on the next day, and its first interval; None where the run ends
     (`market.days`, `intervals`). Its guard's budget is the day's, started afresh at that interval from the
     conventional rest of the day (a restart within the day resumes it from the day's records); its battery
-    state, its counterfactual and its Settler's book carry on."""
+    state, its counterfactual and its Settler's book carry on, what is still refused of the days before given up
+    once its last statements had their time (`day_before_ends`)."""
     k = calendar.day_of(agent.s.first_interval) + 1
     last = calendar.last()
     if last is not None and k * calendar.per_day > last:
@@ -152,6 +175,7 @@ def next_day(agent: MarketAgent, calendar: Calendar) -> int | None:
     agent.forward_traded = []
     first = agent.s.first_interval
     agent.verdicts = {i: v for i, v in agent.verdicts.items() if i >= first - 1}  # the day before's last kept
+    day_before_ends(agent)
     log.info("day %s: trading intervals %d to %d", agent.day, first, agent._last_interval())
     return first
 
@@ -196,9 +220,37 @@ CLAIM_FIRST_NEED = 2
 async def idle(agent: MarketAgent, start: float) -> None:
     """The idle before an interval's slot (`start`, wall s): a make-whole claim that did not land (U-B) posted
     again where the idle holds it (`claim_in_idle`), then refused settlements retried until the slot (the
-    Settler's failure never ends the day's loop: `work_settler`)."""
+    Settler's failure never ends the day's loop: `work_settler`), the days before's given up on the way where
+    their time came (`work_idle`)."""
     await claim_in_idle(agent, start)
-    await agent_settlement.work_settler(agent, start)
+    await work_idle(agent, start)
+
+
+def day_before_ends(agent: MarketAgent) -> None:
+    """On a day after the run's first (`market.days`; the agent's settings the day's): when the days before end
+    for its Settler (`MarketAgent.day_before_end`), with at least the tries `settle_day` gives the run's last
+    day: an interval past the day's start or past now, whichever is later, and an interval past the due time of
+    the last statement of the days before (the day before's last interval states after its end, settle_by_both)."""
+    s, book = agent.s, agent.settler.book
+    first = s.first_interval
+    due = max((p.due for p in book.pending.values() if p.interval < first), default=0.0)
+    at = max(agent._start_of(first), time.time()) + s.interval_s
+    agent.day_before_end = (first, max(at, due + s.interval_s))
+
+
+async def work_idle(agent: MarketAgent, until: float) -> None:
+    """`agent_settlement.work_settler` until `until` (an interval's slot), and on the way, where the days before's
+    end came (`day_before_ends`), what is still refused of them given up (`agent_settlement.end_days_before`).
+    Before, the Settler never gave up between days: a retry refused days ago backed off in its book for as long
+    as the agent ran."""
+    ending = getattr(agent, "day_before_end", None)  # (a test's stand-in agent trades one day: none)
+    if ending is not None:
+        first, at = ending
+        await agent_settlement.work_settler(agent, min(until, at))
+        if time.time() >= at and not agent.d.stopping.is_set():
+            agent.day_before_end = None
+            agent_settlement.end_days_before(agent, first)
+    await agent_settlement.work_settler(agent, until)
 
 
 async def claim_in_idle(agent: MarketAgent, start: float) -> None:

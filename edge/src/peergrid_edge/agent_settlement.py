@@ -241,13 +241,24 @@ async def settle_day(agent: MarketAgent) -> None:
         await work_settler(agent, waiting + s.phase_timeout_s, while_pending=True)
         waited = waiting
     if not stopping.is_set():
-        settler.end_of_day()
-        try:  # housekeeping: a file it cannot delete must not fail the day (a restart would meet it again)
-            if agent.sealed is not None:  # (it keeps nothing on a chain that does not seal statements)
-                agent.sealed.prune(agent.ledger.state("mgmc"))
-        except OSError:
-            log.exception("the day's end could not prune the kept statements; they stay on disk")
+        end_days_before(agent)
     agent.phase = "finished"
+
+
+def end_days_before(agent: MarketAgent, first: int | None = None) -> None:
+    """The end of the day for the Settler: what is still refused given up (`Settler.end_of_day`: logged and
+    recorded; a statement whose counterparty may still state is kept), and the kept statements of trades
+    the chain shows settled pruned. `first`: a new day's first interval, whose own trades and later ones
+    stay (`market.days`, between days); None: every trade (the run's end, `settle_day`)."""
+    if first is None:  # (a test's stand-in Settler knows the run's end only)
+        agent.settler.end_of_day()
+    else:
+        agent.settler.end_of_day(first)
+    try:  # housekeeping: a file it cannot delete must not fail the day (a restart would meet it again)
+        if agent.sealed is not None:  # (it keeps nothing on a chain that does not seal statements)
+            agent.sealed.prune(agent.ledger.state("mgmc"))
+    except OSError:
+        log.exception("the day's end could not prune the kept statements; they stay on disk")
 
 
 async def work_settler(agent: MarketAgent, until: float, while_pending: bool = False) -> None:

@@ -9,7 +9,8 @@ change (after the last one it took part in, `mkt/last`; 0 when it took part in n
 `RulesPoster` posts that body under the key the MG trades with (its anonym: every offer, bid and move is signed
 by it), once its replica caught up at the start (`start`; the trading agent's day waits for it where it runs the
 day-ahead stage, which must find the chain's rules its own, else only until the post is in the pool,
-`first_look`) and again at each interval's start while it is due (`run`):
+`first_look`) and again at each interval's start while it is due (`run`: `starts`, then each interval `next_start`
+names; the agent's poster follows its run's days so, `market.days`, to the run's last interval):
   posted: one INFO line saying what stands from which interval; nothing due at the start: one INFO line;
   refused: one WARNING line with the chain's reason. A refusal is sent again only where its reason may clear:
     a later pass that finds a different body due (a position of the MG overtook it: the contract's
@@ -28,13 +29,14 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.dayrules import chain_rules
 from peergrid_controller.model import ContractRules, Scenario
 from peergrid_edge import own_nonce
+from peergrid_edge.agent_day import Calendar
 from peergrid_edge.replicas import FINAL_REFUSALS, Submission
 from peergrid_ledger import keys
 from peergrid_ledger.contracts.market import RULES_OVERTAKEN
@@ -123,6 +125,8 @@ class RulesPoster:
     now: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     stopped: Callable[[], None] = lambda: None  # raises once the daemon stops (the agent's `_stopped`)
+    # after `starts`, the next interval's start after a wall time (None: no more): the agent's later days
+    next_start: Callable[[float], float | None] | None = None
     started: bool = False
     refused: set[tuple[int, tuple[tuple[str, Any], ...]]] = field(default_factory=set)  # not sent again
     told: str = ""  # the last refusal told at WARNING
@@ -135,7 +139,10 @@ class RulesPoster:
         cls, agent: Any, owner: OwnerRules | None, sleep: Callable[[float], Awaitable[None]]
     ) -> RulesPoster:
         """The poster for a `MarketAgent`: the owner's rules of edge.yaml put in its scenario first, where
-        given (`with_owner_rules`); then what it posts is what it trades by (`agent.mg.rules`)."""
+        given (`with_owner_rules`); then what it posts is what it trades by (`agent.mg.rules`). Its passes are
+        at the starts of the configured day's intervals, then of every later day's the agent trades
+        (`agent_day.Calendar.next_start`: before, a refusal the chain may take back was sent again on the first
+        day only)."""
         if owner is not None:
             agent.scenario = with_owner_rules(agent.scenario, agent.mg.name, contract_rules(owner))
             agent.mg = next(m for m in agent.scenario.microgrids if m.name == agent.mg.name)
@@ -144,6 +151,7 @@ class RulesPoster:
         return cls(
             agent.ledger, agent.anonym, chain_rules(agent.mg.rules), starts,
             timeout_s=s.phase_timeout_s + 2.0, wait_s=s.phase_timeout_s, sleep=sleep, stopped=agent._stopped,
+            next_start=Calendar(s, agent.scenario).next_start,
         )  # fmt: skip
 
     def due(self) -> dict[str, Any] | None:
@@ -177,13 +185,24 @@ class RulesPoster:
     async def run(self) -> None:
         """`start`, then a pass at each interval's start still to come; returns after the last."""
         await self.start()
-        for at in self.starts:
+        for at in self.passes():
             left = at - self.now()
             if left <= 0:
                 continue
             await self.sleep(left)
             self.stopped()
             await self.post()
+
+    def passes(self) -> Iterator[float]:
+        """The interval starts a pass is due at: `starts`, then each `next_start` after the one before (read as
+        it comes, so a run day after day is followed without a list of its days)."""
+        yield from self.starts
+        if self.next_start is None:
+            return
+        at = max([*self.starts, self.now()])
+        while (after := self.next_start(at)) is not None:
+            yield after
+            at = max(after, self.now())
 
     async def post(self, first: bool = False) -> Submission | None:
         """One pass: send the body if one is due and may pass; what the chain made of it (None: nothing sent)."""

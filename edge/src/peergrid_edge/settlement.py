@@ -192,10 +192,16 @@ class Settler:
             if wake > self.now():
                 await self._sleep(wake - self.now())
 
-    def end_of_day(self) -> list[Ended]:
+    def end_of_day(self, first: int | None = None) -> list[Ended]:
         """Give up on what is still refused when the day is over (logged and recorded); a statement whose
-        counterparty may still state after now is kept (the agent waits for its deadline first)."""
-        ended = self.book.give_up("the trading day ended", self.now())
+        counterparty may still state after now is kept (the agent waits for its deadline first). `first`: the
+        next day's first interval (`market.days`), whose trades and later ones are not the ended days' and stay;
+        None: every trade."""
+        book = self.book
+        later = {} if first is None else {k: p for k, p in book.pending.items() if p.interval >= first}
+        book.pending = {k: p for k, p in book.pending.items() if k not in later}
+        ended = book.give_up("the trading day ended", self.now())
+        book.pending.update(later)
         for e in ended:
             self._report(e)
         return ended

@@ -131,6 +131,9 @@ class MarketAgent:
     working_on: int | None = None
     # its devices not counted on in the interval last planned (name -> quarantined or stale: `interval_offer`)
     uncounted: dict[str, str] = {}  # replaced whole (`interval_offer.counted_for`), never changed in place
+    # (a later day's first interval, when the days before end for its Settler): set by `agent_day.day_before_ends`,
+    # `agent_day.work_idle` gives up then what is still refused of them; None: no day before to end
+    day_before_end: tuple[int, float] | None = None
     # the MG as the interval in hand counts on it (`interval_offer`), what it is planned and dispatched on; None:
     # the scenario's (`mg`)
     counted: Microgrid | None = None
