@@ -66,7 +66,7 @@ from peergrid_sim.dso_ready import (
 )
 from peergrid_sim.lab_chains import bargaining_rounds
 from peergrid_sim.lab_clock import clock_key, clock_posted
-from peergrid_sim.processes import TestbedError, tool
+from peergrid_sim.processes import TestbedError, stop_group, tool
 
 
 @dataclass
@@ -82,6 +82,7 @@ class ClosedLoop:
     argv: dict[str, list[str]] = field(default_factory=dict)
     cuttable: tuple[str, ...] = ()
     dso_extra: dict[str, Any] = field(default_factory=dict)  # DSO node settings (e.g. vmin_pu)
+    dso_section: dict[str, Any] | None = None  # the DSO server's `loop:` section, for `restart-dso`
     interval_min: float = 15.0
     dayahead: bool = False  # the MGMCs' day-ahead session and forward trades (LoopTiming.dayahead)
     guard: OwnerGuard | None = None  # the MGMCs' owner guard (LoopTiming.guard); None: the edge's default
@@ -226,7 +227,8 @@ class ClosedLoop:
             # than it: the clock was past that stop already and stands where it was)
             self.devices_stop_s = None if stop is None else (self.first_sim - float(stop)) / bed.speed
         dso_started = time.time()
-        dso = bed.start_dso(self.dso_loop_section(dso_cfg, workdir), delay_s=self.dso_start_delay_s)
+        self.dso_section = self.dso_loop_section(dso_cfg, workdir)
+        dso = bed.start_dso(self.dso_section, delay_s=self.dso_start_delay_s)
         timeout = self.dso_start_delay_s + 30 + 3 * len(self.chains.mgs)
         # on the port the testbed bound for it (`start_dso`), known before its process started
         wait_ready(dso.process, bed.http_port, Path(dso_cfg["status_file"]), timeout, dso.log)
@@ -334,8 +336,10 @@ class ClosedLoop:
         return section
 
     def handle_requests(self, bed: Any) -> list[str]:
-        """Fault tests ask through files in <workdir>/control: `restart-<node>` starts a dead MGMC again with
-        its config and stores; `restart-broker` restarts Mosquitto on the same port."""
+        """Fault tests and drills ask through files in <workdir>/control: `restart-<node>` starts a dead MGMC
+        again with its config and stores; `restart-broker` restarts Mosquitto on the same port; `restart-dso`
+        stops the running DSO server (SIGTERM, SIGKILL after 8 s) and starts it again with its config and
+        stores on the same port. A dead DSO server still ends the lab, so its restart is asked of a live one."""
         done = []
         control = Path(bed.workdir) / "control"
         for request in sorted(control.glob("restart-*")) if control.is_dir() else []:
@@ -347,6 +351,8 @@ class ClosedLoop:
                     raise TestbedError(str(err)) from None
                 bed._write_pids()
                 done.append("broker restarted")
+            elif what == "dso" and self.dso_section is not None:
+                done.append(restart_dso(bed, self.dso_section))
             elif what in self.argv and not [
                 c for c in bed.children if c.name == what and c.process.poll() is None
             ]:
@@ -375,3 +381,17 @@ class ClosedLoop:
     def day_traded(self) -> str | None:
         """The line saying every interval of the run is traded (`closedloop_follow.day_traded`), else None."""
         return follow.day_traded(self)
+
+
+def restart_dso(bed: Any, section: dict[str, Any]) -> str:
+    """Stop the lab's DSO server and start it again on its port with the same `loop:` section (`restart-dso`):
+    an operator's drill of a DSO host restart. Done between two looks at the children, so the testbed never
+    sees the server dead (a dead one ends the lab, `Testbed.dead_child`)."""
+    old = [c for c in bed.children if c.name == "dso"]
+    for child in old:
+        if child.process.poll() is None:
+            stop_group(child.process)
+    bed.children = [c for c in bed.children if c.name != "dso"]
+    started = bed.start_dso(section)
+    codes = ", ".join(str(c.process.returncode) for c in old) or "none running"
+    return f"dso restarted on port {bed.http_port} (PID {started.process.pid}; the old one exited {codes})"

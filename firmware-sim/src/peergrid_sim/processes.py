@@ -322,6 +322,18 @@ def _replace_json(path: Path, value: Any, indent: int | None = None) -> None:
     os.replace(tmp, path)
 
 
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 8.0) -> None:
+    """End one child's process group as `Testbed.stop` ends each: SIGTERM, SIGKILL after `grace_s`."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc, signal.SIGKILL)  # no grandchild outlives it
+    if proc.poll() is None:
+        proc.wait(timeout=5)
+
+
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
