@@ -11,7 +11,11 @@ each settled trade at what it settled for, and, where the day's last record hold
 the energy stored at the day's end costs later on either path. It flags a trade the records name that the chain does not hold,
 one of this MG's on the chain for a recorded interval that the records do not name, one the records name in
 two intervals (or twice in one), and one whose settlement lines name two settling transactions (the chain
-refuses a second settlement: either is a sign of a wrong replica or a damaged file). `render` is the text.
+refuses a second settlement: either is a sign of a wrong replica or a damaged file). An interval between the
+day's first and last records that has none (the daemon was stopped or restarting: it did not trade it) is a row
+of its own, named in the day's line and left out of its figures, and this MG's trades the chain holds for it
+are flagged like any the records miss. A settled trade whose settled energy is more than 1 % off what this
+side stated gives the statement beside it (the DSO settled it from the meters). `render` is the text.
 Pure: the chain is read through `Lookup`; no clock, no I/O, but `day_report`, the CLI's thin shell: it reads
 the file and opens the replica (a copy of it where the running daemon holds its lock), and every failure to
 read either is one `DayError` naming the path.
@@ -170,7 +174,18 @@ def summarise(
     me_hex = str(first.get("anonym", ""))
     flags: list[str] = []
     rows = []
-    for t in sorted(set(rec.intervals) | set(rec.failed)):
+    recorded = set(rec.intervals) | set(rec.failed)
+    for t in range(min(recorded), max(recorded) + 1):
+        if t not in recorded:
+            rows.append(
+                {"interval": t, "missing": "no record: this MGMC did not trade it (stopped or restarting)"}
+            )
+            for chain_id, tr in interval_trades(t):
+                if me_hex in (tr["seller"].hex(), tr["buyer"].hex()):
+                    flags.append(
+                        f"interval {t}: trade {chain_id.hex()[:16]} is on the chain, not in the records"
+                    )
+            continue
         if t in rec.failed:
             rows.append({"interval": t, "failed": rec.failed[t]})
             continue
@@ -247,9 +262,12 @@ def _trade(
     }
     if len(txids) > 1:
         flags.append(f"interval {t}: trade {tid[:16]} settled by {len(txids)} transactions in the records")
+    # this side's own statement (Wh), the last the settlement lines give: where the DSO settled another figure
+    # from the meters, the owner sees both (a restart's gap in the sealed readings settles a sale at 0)
+    stated = [x["delivered"] for x in lines if isinstance(x.get("delivered"), int)]
     return {
         "trade": tid, "side": side, "counterparty": other[:8], "kwh": kwh, "price": float(tr["price"]),
-        "agreed_money": agreed, "chain": chain,
+        "agreed_money": agreed, "chain": chain, "stated_wh": stated[-1] if stated else None,
     }  # fmt: skip
 
 
@@ -263,12 +281,13 @@ def _waiting(state: str) -> str:
 
 
 def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    done = [r for r in rows if "failed" not in r]
+    done = [r for r in rows if "failed" not in r and "missing" not in r]
     keys = ("sold_kwh", "bought_kwh", "agreed_money", "settled_money", "money_in", "money_out", "unsettled",
             "unsettled_agreed_money", "cost_p2p", "cost_p2p_settled", "cost_conventional")  # fmt: skip
     total: dict[str, Any] = {k: sum(r[k] for r in done) for k in keys}
     total["trades"] = sum(len(r["trades"]) for r in done)
-    total["intervals"], total["failed_intervals"] = len(done), len(rows) - len(done)
+    total["intervals"], total["failed_intervals"] = len(done), sum(1 for r in rows if "failed" in r)
+    total["missing_intervals"] = [r["interval"] for r in rows if "missing" in r]
     total["saving"] = total["cost_conventional"] - total["cost_p2p_settled"]
     # a storage MG's day is not over at its last interval: what its batteries hold then is valued by the rest
     # of the horizon (the lab report's mg_cost_* include it); without it a battery charged from peers reads
@@ -287,6 +306,9 @@ def render(summary: dict[str, Any]) -> str:
         if "failed" in r:
             out.append(f"interval {r['interval']}: failed ({r['failed']})")
             continue
+        if "missing" in r:
+            out.append(f"interval {r['interval']}: {r['missing']}; the day's figures leave it out")
+            continue
         out.append(
             f"interval {r['interval']}: {r['role']}, {len(r['trades'])} trades, sold {r['sold_kwh']:.3f} kWh, "
             f"bought {r['bought_kwh']:.3f} kWh; money in {r['money_in']:.6f}, out {-r['money_out']:.6f}"
@@ -297,7 +319,7 @@ def render(summary: dict[str, Any]) -> str:
                        f"{'to' if x['side'] == 'sold' else 'from'} {x['counterparty']}: {_said(x)}")  # fmt: skip
     d = summary["day_total"]
     out.append(
-        f"the day: {d['intervals']} intervals ({d['failed_intervals']} failed), {d['trades']} trades, sold "
+        f"the day: {d['intervals']} intervals ({d['failed_intervals']} failed{_missing(d)}), {d['trades']} trades, sold "
         f"{d['sold_kwh']:.3f} kWh, bought {d['bought_kwh']:.3f} kWh; money in {d['money_in']:.6f}, out "
         f"{-d['money_out']:.6f}{_unsettled(d)}; cost {d['cost_p2p_settled']:+.6f} against DSO only "
         f"{d['cost_conventional']:+.6f}: {_better(d['saving'])}"
@@ -311,6 +333,11 @@ def render(summary: dict[str, Any]) -> str:
     out += [f"FLAG {f}" for f in summary["flags"]]
     out += [f"skipped {s}" for s in summary["skipped"]]
     return "\n".join(out)
+
+
+def _missing(d: dict[str, Any]) -> str:
+    gone = d["missing_intervals"]
+    return f"; {len(gone)} without a record: {', '.join(map(str, gone))}" if gone else ""
 
 
 def _better(saving: float) -> str:
@@ -330,6 +357,10 @@ def _said(x: dict[str, Any]) -> str:
     words = f"settled {c['delivered']} Wh{' (' + c['basis'] + ')' if 'basis' in c else ''}"
     if c["compensation"]:
         words += f", compensation {c['compensation']:+d} micro"
+    stated = x.get("stated_wh")
+    # a few Wh apart is the DSO sharing by the meters (every trade of the lab's days); more is news to the owner
+    if stated is not None and abs(stated - c["delivered"]) > 0.01 * max(stated, c["delivered"]):
+        words += f" (this MG stated {stated} Wh)"
     return f"{words}, {c['money']:+.6f}"
 
 
