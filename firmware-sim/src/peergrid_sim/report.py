@@ -38,6 +38,7 @@ from peergrid_sim.report_bound import owner_bound
 from peergrid_sim.report_html import html, share_of_gain
 from peergrid_sim.report_ledger import ledger_figures, stores, verify_stores
 from peergrid_sim.report_uplift import uplift_section
+from peergrid_sim.report_why import check_why
 
 log = logging.getLogger("peergrid_sim.report")
 
@@ -340,6 +341,7 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
         "delivery": delivery(edges, None if timing is None else lambda t: slot_of(timing, t)),
         "dso": dso,
     }
+    report["check_why"] = check_why(report)  # each check's counts, and what failed (`report_why`)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
     (out_dir / "report.html").write_text(html(report), encoding="utf-8")

@@ -32,6 +32,12 @@ def _span(intervals: list[int]) -> str:
     return f"intervals {intervals[0]}..{intervals[-1]}" if intervals else "no interval traded"
 
 
+def _why(report: dict[str, Any], check: str) -> str:
+    """The check's sentence (`report_why.check_why`, kept in the report as `check_why`), after its verdict."""
+    said = (report.get("check_why") or {}).get(check)
+    return f" &mdash; {h.escape(said)}" if said else ""
+
+
 def html(report: dict[str, Any]) -> str:
     """The whole page for one report document (as `report.write_report` builds it)."""
     prices = report["prices_per_round"]
@@ -80,7 +86,7 @@ def html(report: dict[str, Any]) -> str:
     not_checked = report.get("not_checked") or {}
     checks = "".join(
         f"<li><b>{h.escape(k)}</b>: {h.escape(not_checked[k] if v is None and k in not_checked else str(v))}"
-        f"{_dearer(report) if k == 'p2p_not_dearer' else ''}</li>"
+        f"{_why(report, k)}{_dearer(report) if k == 'p2p_not_dearer' else ''}</li>"
         for k, v in report["checks"].items()
     )
     sw = "".join(
