@@ -6,7 +6,8 @@ outcome (the chain's record first, so a settlement that landed is never sent aga
 is never stated twice before its deadline); `permanent` tells a refusal no later block cures (`PERMANENT`,
 `POOL_PERMANENT`) from one that waiting may (insufficient funds above all); `Settlements` holds each trade's
 back-off (`first_wait_s`, doubling up to `max_wait_s`), its wait for a counterparty's deadline, and what is
-given up at the day's end (`give_up`, keeping a statement whose counterparty may still state); `own_short` and
+given up at the day's end (`give_up`, keeping a statement whose counterparty may still state and, between
+days, the next day's trades); `own_short` and
 `statement_body` are a side's statement on a priced trade (`short` = agreed - min(delivered, agreed)), frozen
 once made; `unsettled_trades` reads what a previous run left unsettled off the chain state it is given;
 `settled_figures` is what the chain settled for one side of a trade (`query.settlement`'s `settlement`), with
@@ -159,13 +160,16 @@ class Settlements:
         """The latest deadline a kept statement waits for (None: none waits)."""
         return max((p.deadline for p in self.pending.values() if p.deadline is not None), default=None)
 
-    def give_up(self, why: str, now: float | None = None) -> list[Ended]:
+    def give_up(self, why: str, now: float | None = None, first: int | None = None) -> list[Ended]:
         """Drop what is still unsettled; with `now`, keep statements whose counterparty's deadline is after
-        it (the agent waits for them: ending them would leave a trade this MG can still settle unpaid)."""
+        it (the agent waits for them: ending them would leave a trade this MG can still settle unpaid); with
+        `first` (the next trading day's first interval), keep that interval's trades and later ones: they are
+        not the ended day's."""
         ended: list[Ended] = []
         kept: dict[bytes, PendingSettle] = {}
         for t, p in self.pending.items():
-            if now is not None and p.deadline is not None and p.deadline > now:
+            next_days = first is not None and p.interval >= first
+            if next_days or (now is not None and p.deadline is not None and p.deadline > now):
                 kept[t] = p
             else:
                 last = "the buyer did not settle it" if p.watch else f"last refusal: {p.reason}"

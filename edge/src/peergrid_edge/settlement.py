@@ -197,11 +197,7 @@ class Settler:
         counterparty may still state after now is kept (the agent waits for its deadline first). `first`: the
         next day's first interval (`market.days`), whose trades and later ones are not the ended days' and stay;
         None: every trade."""
-        book = self.book
-        later = {} if first is None else {k: p for k, p in book.pending.items() if p.interval >= first}
-        book.pending = {k: p for k, p in book.pending.items() if k not in later}
-        ended = book.give_up("the trading day ended", self.now())
-        book.pending.update(later)
+        ended = self.book.give_up("the trading day ended", self.now(), first)
         for e in ended:
             self._report(e)
         return ended
