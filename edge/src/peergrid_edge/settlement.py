@@ -35,7 +35,9 @@ more than left); the buyer nothing — a lower bound of what arrived would have 
 and it says so in its log; the seller's lone statement then settles the trade after the chain's wait, and the
 buyer reads it settled. (Before, both waited for a reading that could never come and the trade was never
 stated by either.) Where neither can state (the seller has no reading in the interval at all), the trade stays
-unsettled and each gives it up at the day's end, as before.
+unsettled and each gives it up at the day's end, as before. A trade this side's meter will never state
+(`not_stated` says why: its counter broke in the interval, L3's `CounterBroken`; its side is unprovable) is
+still read again, but its reason, record and give-up line carry those words, not 'not metered yet'.
 On a trade both of whose parties the DSO priced (`market.tariff`; `priced` says so from the replica,
 `market_state.cover_prices` not None; the trading agent's `agent_settlement.settler_for` passes it) the
 statement also names this side's own shortfall, `short` = agreed − min(delivered stated, agreed), frozen with
@@ -73,6 +75,10 @@ Submit = Callable[[dict[str, Any]], Awaitable[Submission]]
 Metering = Callable[[PendingSettle], int | None]
 """settle_by_both: the Wh this MG metered for a trade (its PCC meter over the interval, its share of it), or
 None while it cannot tell yet (no reading after the interval's end): the statement then waits."""
+NotStated = Callable[[PendingSettle], str | None]
+"""Why this side states nothing for a trade for good, where `Metering` gave None (its meter's counter broke in
+the interval, `metering.CounterBroken`; its side is unprovable, `pcc_readings.Unprovable`), in the words of
+the refusal; None: it may still be metered (no reading after the interval's end yet)."""
 
 
 class Settler:
@@ -91,13 +97,16 @@ class Settler:
         metering: Metering | None = None,
         on_dispute: Callable[[PendingSettle], None] | None = None,
         priced: Callable[[dict[str, Any]], bool] | None = None,
+        not_stated: NotStated | None = None,
     ) -> None:
         """`priced(trade)`: True when the DSO priced both parties of this agreed trade (the replica's
-        `market_state.cover_prices` is not None); None: no trade is priced, every body is `{trade, delivered}`."""
+        `market_state.cover_prices` is not None); None: no trade is priced, every body is `{trade, delivered}`.
+        `not_stated(pending)`: why a trade `metering` gave no Wh for will never be stated by this side, which
+        its record and its give-up line then name (None: every such trade is 'not metered yet')."""
         self._submit, self._standing, self.now, self._sleep = submit, standing, now, sleep
         self._stopping, self._record, self.book = stopping, record, book
         self.by_both, self._metering, self._on_dispute = by_both, metering, on_dispute
-        self._priced = priced
+        self._priced, self._not_stated = priced, not_stated
 
     def _pending(self, t: int, tid: bytes, tr: dict[str, Any], party: str, reason: str = "") -> PendingSettle:
         """A statement to make (settle_by_both); whether it carries `short` is fixed now: the contract takes no
@@ -265,7 +274,10 @@ class Settler:
         if step == "retry" and pending.delivered is None:
             pending.delivered = None if self._metering is None else self._metering(pending)
             if pending.delivered is None:
-                why = "not metered yet (no PCC reading after the interval's end)"
+                # a meter that can never state this side (a broken counter) is not told to wait for a reading;
+                # the trade is still read again: the counterparty's statement or the DSO may settle it
+                never = None if self._not_stated is None else self._not_stated(pending)
+                why = "not metered yet (no PCC reading after the interval's end)" if never is None else never
                 return self.book.after(pending, "retry", why, self.now())
             if pending.priced:
                 pending.short = own_short(pending.quantity, pending.delivered)
