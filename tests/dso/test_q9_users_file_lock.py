@@ -68,7 +68,7 @@ def test_a_bad_file_is_refused_not_written_over(tmp_path: Path) -> None:
     store = UserStore(path, hasher=_quick())
     store.add("admin", "admin", PASSWORD)
     path.write_text('{"type": "something else"}')  # changed by hand since the store read it
-    with pytest.raises(UserError, match="not a peergrid-console-users-v1 file"):
+    with pytest.raises(UserError, match=r"not a peergrid user file \(expected peergrid-console-users-v1\)"):
         store.add("viewer1", "viewer", PASSWORD)
     assert path.read_text() == '{"type": "something else"}'
 

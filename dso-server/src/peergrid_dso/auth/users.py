@@ -9,7 +9,8 @@ add` by hand), a new file takes the owner of its folder, so the server's user ca
 `remove` read the file, change it and write it under an exclusive `flock` of `<file>.lock` beside it (as the
 enrolment token store does: `data_files.locked_beside`, never through a link), so two `peergrid-dso user
 add` at once both land (before, each wrote back the users it had read, and the second lost the first's). A file
-that is not ours raises `UserError` naming the path (and is never written over). A running server sees users added, removed or changed
+that cannot be read or is not ours raises `UserError` naming the path, in the words the enrolment and token
+files use (`data_files.read_entries`), and is never written over. A running server sees users added, removed or changed
 by the CLI at their next request (the file is re-read when it changes). Never stores or logs a plain password.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from peergrid_dso.data_files import locked_beside, write_replacing
+from peergrid_dso.data_files import locked_beside, read_entries, write_replacing
 from peergrid_dso.node_name import NODE_NAME  # the Operations audit trail shows the node's lines under it
 
 ROLES = ("viewer", "operator", "admin")
@@ -126,7 +127,7 @@ class UserStore:
         with self._lock, self._file_lock():
             users = dict(self._users)  # a store without a file keeps its users in memory
             if self.path is not None:
-                users = _read(self.path) if self.path.exists() else {}
+                users = _read(self.path)
             yield users
             self._users = users
             self._save()
@@ -166,14 +167,16 @@ def _read_or(path: Path, last: dict[str, dict[str, str]]) -> dict[str, dict[str,
 
 
 def _read(path: Path) -> dict[str, dict[str, str]]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the user file: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("type") != FILE_TYPE or not isinstance(doc.get("users"), dict):
-        raise UserError(f"{path}: not a {FILE_TYPE} file")
+    """The users the file at `path` holds; {} when there is none (gone since it was looked at)."""
+
+    def refuse(why: str) -> UserError:
+        return UserError(f"{path}: {why}")
+
+    kept = read_entries(path, "user file", FILE_TYPE, "users", dict, refuse)
+    if kept is None:
+        return {}
     users: dict[str, dict[str, str]] = {}
-    for name, entry in doc["users"].items():
+    for name, entry in kept.items():
         ok = (
             isinstance(name, str)
             and NAME_RE.fullmatch(name)
