@@ -2,7 +2,8 @@
 
 Promises: `create_app(settings)` builds nothing at import time; heavy objects (MQTT listener, the network
 model, the DSO services, and with a `loop:` section the closed loop's DSO node with its ledger replicas and
-relays) are made in `lifespan`, stored on `app.state` and reached through `Depends`, and stopped with it; a
+relays) are made in `lifespan`, stored on `app.state` and reached through `Depends`, and stopped with it (the
+console database closed last, after the node's records reader and the node); a
 `ConfigError` raised there as it starts is kept as `app.state.start_refused` (`StartRefusal`: `serve`'s one line).
 `GET /api/health` says `ok`, or `degraded` when the health listener does not hear the feeder (its section
 `health_listener`, `health_listener.listener_health`: dead, disconnected, its subscription not granted, or
@@ -111,12 +112,20 @@ def create_app(settings: DsoSettings, *, listen: bool = True) -> FastAPI:
             raise
         finally:
             console = getattr(app.state, "console", None)
-            if console is not None:  # its reader of the DSO chain first: the node's stop closes that store
-                await asyncio.to_thread(console.stop_node_records)
-            if loop is not None:
-                await asyncio.to_thread(loop.stop)
-            if listener is not None:
-                listener.stop()
+            try:
+                if (
+                    console is not None
+                ):  # its reader of the DSO chain first: the node's stop closes that store
+                    await asyncio.to_thread(console.stop_node_records)
+                if loop is not None:
+                    await asyncio.to_thread(loop.stop)
+                if listener is not None:
+                    listener.stop()
+            finally:
+                # the console database (sessions, security log, audit trail; one connection, build_console's)
+                # last: the node's records reader and the node itself may write its audit trail until they stop
+                if console is not None and console.sessions.db is not None:
+                    console.sessions.db.close()
 
     app = FastAPI(title="peergrid DSO server", version="0.1.0", lifespan=lifespan)
     from peergrid_dso.routes.console import install_console
