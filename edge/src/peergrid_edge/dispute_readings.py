@@ -5,7 +5,8 @@ Promises: `readings_bodies` are the `POST /api/dso/disputes/readings` bodies `{n
 sealed commitment intervals that hold readings (pure); `readings_missing` reads the DSO's decision on a trade
 (`GET /api/dso/disputes/{trade}`) as "post them (again)"; `DisputeReadings` is the thin I/O shell that posts
 them around a trade's window (and as far further as the DSO reads for a signing meter's clock, review16 C1),
-follows the DSO's decision and posts again while it says they are missing (`dso_http.DsoHttp`, in a thread). An
+follows the DSO's decision and posts again while it says they are missing, never for a trade it resolved already
+(`dso_http.DsoHttp`, in a thread). An
 unreachable DSO or a refusal is logged, never raised: the next check posts again.
 """
 
@@ -64,6 +65,9 @@ class DisputeReadings:
         self._dso = DsoHttp(url, ca_file, timeout_s)
         self.commit_ms, self.max_gap_ms, self.timeout_s = commit_ms, max_gap_ms, timeout_s
         self.taken: set[int] = set()  # commitment intervals the DSO accepted from this poster
+        # commitment intervals the DSO refused at the last post as read by no dispute it waits on (409): a quick
+        # post does not send them again (they are refused alike until the DSO says it misses them)
+        self.unread: set[int] = set()
         self.incomplete = False  # the last post missed the window's last interval or met a replica behind
 
     def bodies(self, window: tuple[int, int]) -> list[dict[str, Any]]:
@@ -82,9 +86,9 @@ class DisputeReadings:
         return readings_bodies(self.node, sealed)
 
     async def post(self, window: tuple[int, int], only_new: bool = False) -> int:
-        """Post every sealed commitment interval around `window` (`only_new`: those the DSO has not taken from
-        this poster yet); returns how many the DSO accepted. An unreachable DSO or a refusal is logged, never
-        raised: the next check posts again. Sets `incomplete` when the window's last commitment interval was
+        """Post every sealed commitment interval around `window` (`only_new`: those the DSO has neither taken
+        from this poster nor refused as read by no dispute it waits on); returns how many the DSO accepted. An
+        unreachable DSO or a refusal is logged, never raised: the next check posts again. Sets `incomplete` when the window's last commitment interval was
         not sealed yet (the edge seals on its commit loop's next tick after the interval ends, which can be just
         after the post: `MgMetering.follow`'s `not_before` counts no sealing time) or the DSO's replica did not
         hold a `der_commitment` yet (422): both cured within a block or a commit tick, not an interval."""
@@ -93,17 +97,20 @@ class DisputeReadings:
         last = commitment_intervals(window, self.commit_ms, self.max_gap_ms)[-1]
         self.incomplete = all(body["interval"] != last for body in bodies)
         for body in bodies:
-            if only_new and body["interval"] in self.taken:
+            if only_new and body["interval"] in self.taken | self.unread:
                 continue
             try:
                 status, answer = await asyncio.to_thread(self._request, "/api/dso/disputes/readings", body)
             except OSError as exc:
                 log.warning("dispute readings: the DSO at %s is unreachable: %s", self.url, exc)
                 return accepted
+            self.unread.discard(body["interval"])
             if status == 201:
                 accepted += 1
                 self.taken.add(body["interval"])
             else:
+                if status == 409:
+                    self.unread.add(body["interval"])
                 detail = answer.get("detail", answer)
                 self.incomplete |= status == 422 and "no der_commitment" in str(detail)
                 log.warning("dispute readings of commitment interval %d refused (%d): %s", body["interval"], status,
@@ -120,11 +127,21 @@ class DisputeReadings:
         now: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
     ) -> bool:
-        """Post the readings around a disputed trade's `window` once they are sealed (`not_before`, wall s),
-        then ask the DSO every `every_s` and post again while it says they are missing; True once it decided
-        the trade with them (resolved), False when `until` came first."""
+        """Post the readings around a disputed trade's `window` once they are sealed (`not_before`, wall s)
+        unless the DSO resolved the trade by then, then ask the DSO every `every_s` and post again
+        while it says they are missing; True once it decided the trade (resolved), False when `until` came
+        first.
+        Why ask before the first post (E7): `not_before` waits for the readings bracketing the window's end to
+        be sealed (max gap + a commitment interval: 14 s after the end in the 8-s lab), while the DSO often
+        has them sooner, from this MG's posts for the interval before (whose commitment intervals overlap) and
+        the counterparties', and settled the trade already: in U6's lab, no fault, each MGMC logged 41-60
+        'refused (409): no pending dispute reads', every one posted for a trade the DSO had settled 2-6 s
+        before, by each of the interval's followers (one a trade) alike."""
         if now() < not_before:
             await sleep(not_before - now())
+        decision = await self.decision(trade)
+        if decision is not None and decision.get("resolved"):
+            return True
         await self.post(window)
         quick = QUICK_TRIES
         while self.incomplete and quick and now() < until:  # a commitment interval sealed or final just after
