@@ -91,6 +91,8 @@ def settler_for(agent: MarketAgent, settings: MarketSettings, sealed: SealedStat
         on_dispute=lambda pending: on_dispute(agent, pending),
         # the DSO priced both parties' cover (market.tariff): the statement names this side's own shortfall
         priced=lambda trade: cover_prices(agent.ledger.state("mgmc"), trade) is not None,
+        # a side its meter will never state (a broken counter) is recorded so, not 'not metered yet'
+        not_stated=lambda pending: agent._metering().not_stated(pending),
     )  # fmt: skip
 
 

@@ -244,10 +244,10 @@ class MgMetering:
         # a restart, from the verdicts its interval records kept: resume.recorded_verdicts)
         self.confirmed: dict[int, bool] = {}
         self.following: set[asyncio.Task[bool]] = set()
-        # trades it cannot state from its meter (`Unprovable`): warned once
-        self.unprovable: set[bytes] = set()
+        # trades it cannot state from its meter (`Unprovable`): warned once, the words kept for `not_stated`
+        self.unprovable: dict[bytes, str] = {}
         # (interval, party) whose counter is no energy (`CounterBroken`, L3): warned once for all its trades
-        self.broken: set[tuple[int, str]] = set()
+        self.broken: dict[tuple[int, str], str] = {}
         # counterparties' disputed trades whose readings it posts (`counterparty_disputes`)
         self.counterparty_followed: set[bytes] = set()
 
@@ -281,7 +281,7 @@ class MgMetering:
             )
         except Unprovable as exc:
             if pending.trade not in self.unprovable:
-                self.unprovable.add(pending.trade)
+                self.unprovable[pending.trade] = f"not stated: its PCC meter cannot prove its side ({exc})"
                 log.warning(
                     "interval %d: trade %s not stated: its PCC meter cannot prove its side (%s); its "
                     "counterparty's statement settles it after the chain's wait",
@@ -291,7 +291,9 @@ class MgMetering:
         except CounterBroken as exc:
             # for good (no later reading mends it): said once, not as 'not metered yet' at every try
             if (pending.interval, pending.party) not in self.broken:
-                self.broken.add((pending.interval, pending.party))
+                self.broken[pending.interval, pending.party] = (
+                    f"not stated: {exc}; the interval is unmetered for its PCC meter"
+                )
                 log.warning(
                     "interval %d: its trades as the %s are not stated: %s; the interval is unmetered for its "
                     "PCC meter (the counterparty's statement or the DSO settles them, never on this meter)",
@@ -303,6 +305,11 @@ class MgMetering:
                 "interval %d: trade %s not metered yet: %s", pending.interval, pending.trade.hex()[:16], exc
             )
             return None
+
+    def not_stated(self, pending: PendingSettle) -> str | None:
+        """Why `statement` gave None for good for this trade (its counter broke in the interval, or its side
+        is unprovable), in the words it warned with; None: it may still state (the Settler's `not_stated`)."""
+        return self.broken.get((pending.interval, pending.party)) or self.unprovable.get(pending.trade)
 
     def disputed(
         self, pending: PendingSettle, every_s: float, until: float, now: Callable[[], float],
