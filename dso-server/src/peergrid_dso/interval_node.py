@@ -29,6 +29,9 @@ With `tariff_file` (and an MGMC chain that settles by both) it prices each MG's 
 Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`; reopening
 an interval on the MGMC chain, whether nobody offered in it and how the MGMCs answered, `interval_reopen` (split
 out, D5, Q8); enrolling the MGs and which of them it waits for, `interval_enrol` (D3).
+A restarted node resumes at the first interval its records do not hold as finished, saying where in one line, and
+resumes a half-done interval from what the DSO chain holds of it, never issuing its contracts or switching again
+(`interval_resume`, D7: before, it ran its loop again from `first_interval`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso import interval_enrol, interval_reopen
+from peergrid_dso import interval_enrol, interval_reopen, interval_resume
 from peergrid_dso.broker_tls import check_broker
 from peergrid_dso.interval_reopen import REOPEN_WAIT_S, Reopening, answer, forward_traded
 from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
@@ -209,9 +212,13 @@ class DsoLoop:
             if poster is not None:
                 pricing.append(asyncio.create_task(poster.run(stop)))
         try:
-            await asyncio.gather(self.enrol(), self.record_start())  # both before the first plan
             s = self.settings
-            for t in range(s.first_interval, s.first_interval + s.intervals):
+            end = s.first_interval + s.intervals
+            records = getattr(s, "record_file", None)  # (a test's stand-in settings may have none)
+            start, said = interval_resume.resume_at(records, s.first_interval, end)
+            (log.info if start == s.first_interval else log.warning)("%s", said)
+            await asyncio.gather(self.enrol(), self.record_start())  # both before the first plan
+            for t in range(start, end):
                 if stop.is_set():
                     return
                 self.current = t
@@ -258,19 +265,29 @@ class DsoLoop:
         received = time.time()
         injections = {mg: (got.get(mg, (0, 0))[0] / 1e6, 0.0) for mg in sorted(mgs)}
         self.live.injections[t] = dict(injections)
+        nodes = {mg: bytes.fromhex(entry.node) for mg, entry in s.mgs.items()}
+        prior = interval_resume.on_chain(self.replica.app.state, nodes, t)  # nothing, but after a restart
+        if prior.resumed:
+            log.info("interval %d resumed after a restart: the DSO chain holds %s", t, prior.record())
         self.planner.open_set = planned_from = tuple(sorted(self.live.open_set))
         analysis = await asyncio.to_thread(self.planner.analyse, t, injections)
-        # an MG with no injection at all is down: the re-bargaining iterations do not wait for it either
-        loop = await self.security_loop(t, mgs & set(got), injections, analysis)
+        if prior.plan is not None:  # its switching began before the stop, so its security loop had ended
+            loop = SecurityRounds(dict(injections), analysis.unmet, iterations=prior.iterations + 1)
+        else:  # an MG with no injection at all is down: the re-bargaining iterations do not wait for it either
+            loop = await self.security_loop(t, mgs & set(got), injections, analysis, prior.iterations)
         injections = loop.injections
         for old in sorted(self.live.injections)[:-8]:
             del self.live.injections[old]
         analysed = time.time()
         plan_doc: dict[str, Any] | None = None
         try:
-            plan, result = await asyncio.to_thread(
-                self.switch, t, analysis.target_open, planned_from, injections
-            )
+            if prior.plan is None:
+                plan, result = await asyncio.to_thread(
+                    self.switch, t, analysis.target_open, planned_from, injections
+                )
+            else:  # planned once (its id once per chain); the relays' positions were adopted at start
+                plan, result = None, None
+                plan_doc = {"id": interval_resume.plan_id(t), "before_restart": True}
         except Exception as exc:
             plan, result, plan_doc = None, None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
         if plan is not None and result is not None:
@@ -300,24 +317,32 @@ class DsoLoop:
                 "imbalance_kw": sum(p for p, _ in injections.values()) * 1000,
                 "times": {"injections": received, "analysed": analysed, "switched": switched, "end": time.time()},
                 "height": self.replica.app.head().height,
+                **({"resumed": prior.record()} if prior.resumed else {}),
             }
         )  # fmt: skip
 
     async def security_loop(
-        self, t: int, mgs: set[str], injections: dict[str, tuple[float, float]], analysis: Any
+        self,
+        t: int,
+        mgs: set[str],
+        injections: dict[str, tuple[float, float]],
+        analysis: Any,
+        already: int = 0,
     ) -> SecurityRounds:
         """Design step 6: seal each affected MG's adjustment contract, reopen the interval on the MGMC chain
         (`reopen`), let every MGMC of the interval re-bargain and submit its revised injection for this iteration,
         re-check by AC power flow on the chosen topology, repeat up to `max_iterations`. An MG that answers
         short of its limit (or not at all) has shown what it can reach: the next iteration asks the others.
-        `mgs`: the MGs it waits for (those that sent an injection for this interval); the others keep theirs."""
+        `mgs`: the MGs it waits for (those that sent an injection for this interval); the others keep theirs.
+        `already`: the iterations the DSO chain holds of it from before a restart (`interval_resume.on_chain`):
+        it goes on with the next, within the same `max_iterations`."""
         from peergrid_dso.services.security import learn_reach
 
         s = self.settings
         out = SecurityRounds(injections=dict(injections), unmet=analysis.unmet)
         contracts = list(analysis.contracts)
         reach: dict[str, Any] = {}
-        iteration = 0
+        iteration = already
         while contracts and mgs and iteration < s.max_iterations:
             iteration += 1
             txids: list[bytes | None] = []  # each contract's on the DSO chain (final now), None if not there
