@@ -100,7 +100,7 @@ class Lab:
         self.store = BlockStore.open(self.path)
         self.chain = LocalChain.open(self.store, self.authority)
 
-    def node(self) -> DsoLoop:
+    def node(self, changed: Changed | None = None) -> DsoLoop:
         mgs = {mg: SimpleNamespace(node=node.public.hex(), anonym=anonym.public.hex(), bus=BUSES[mg])
                for mg, (node, anonym) in self.mgs.items()}  # fmt: skip
         s = SimpleNamespace(feeder="d7", mgs=mgs, first_interval=FIRST, intervals=INTERVALS, wait_s=0.2,
@@ -111,7 +111,7 @@ class Lab:
         switching = SwitchingService(executor, auto=True)  # type: ignore[arg-type]
         opened = tuple(sorted(b for b, closed in self.relays.closed.items() if not closed))  # as adopted
         publish = SimpleNamespace(publish=lambda *args, **kwargs: None)
-        return DsoLoop(s, Replica(self.chain), None, Changed(), SimpleNamespace(client=publish), recorder,  # type: ignore[arg-type]
+        return DsoLoop(s, Replica(self.chain), None, changed or Changed(), SimpleNamespace(client=publish), recorder,  # type: ignore[arg-type]
                        switching, IntervalPlanner(self.feeder, opened, 0), self.dso, LiveTopology(opened), lock)  # fmt: skip
 
     def recorded(self) -> list[int]:
@@ -177,6 +177,33 @@ def test_the_half_done_interval_goes_on_without_its_contracts_or_switching_sent_
     assert record["injections_kw"]["mg1"] == pytest.approx(50.0)  # mg1's answer, not its first injection
     assert len(read_obj(lab.chain.state, ks.adjustment_index(node1, 13))) == 1  # no contract sent again
     assert query.switching_plan(lab.chain.state, "interval-14") is None
+
+
+def test_the_half_done_interval_waits_for_the_answers_to_its_last_contracts(lab: Lab) -> None:
+    first = lab.node()
+    assert run(first, stop_after=12) == [10, 11, 12]
+    node1 = lab.mgs["mg1"][0].public
+    first.recorder.adjustment(
+        node1, 13, {"interval": 13, "iteration": 1, "limit_kw": 50.0}
+    )  # then it stopped
+    lab.restart()
+
+    class Answering(Changed):
+        """The DSO chain's final blocks: the MGs' answers to iteration 1 land while the node waits for them."""
+
+        async def wait(self, timeout: float) -> None:
+            mine = query.equivalent_injection(lab.chain.state, node1, 13)
+            if mine is not None and mine["revision"] == 0:
+                lab.inject("mg1", 13, 1, 50_000)
+                lab.inject("mg2", 13, 1)
+            await asyncio.sleep(0.01)
+
+    assert run(lab.node(Answering()), stop_after=13) == [13]
+    record = json.loads(lab.records.read_text().splitlines()[-1])
+    assert record["resumed"] == {"iterations": 1, "switching_plan": None, "switching_result": False}
+    assert record["injections_kw"]["mg1"] == pytest.approx(50.0)  # analysed on its answer (before: 100)
+    assert record["adjustments"] == [] and record["secure"]  # secure on the answers: nothing more sent
+    assert len(read_obj(lab.chain.state, ks.adjustment_index(node1, 13))) == 1
 
 
 def test_a_resumed_security_loop_goes_on_with_the_next_iteration(lab: Lab) -> None:

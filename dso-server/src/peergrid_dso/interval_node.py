@@ -262,13 +262,15 @@ class DsoLoop:
         s = self.settings
         mgs = self.active_mgs()
         got = await self.gather(t, 0, mgs, s.wait_s, 3600.0)
-        received = time.time()
-        injections = {mg: (got.get(mg, (0, 0))[0] / 1e6, 0.0) for mg in sorted(mgs)}
-        self.live.injections[t] = dict(injections)
         nodes = {mg: bytes.fromhex(entry.node) for mg, entry in s.mgs.items()}
         prior = interval_resume.on_chain(self.replica.app.state, nodes, t)  # nothing, but after a restart
         if prior.resumed:
             log.info("interval %d resumed after a restart: the DSO chain holds %s", t, prior.record())
+            if prior.plan is None:  # the MGs' answers to its last iteration, where still on their way
+                got = await self.gather(t, prior.iterations, mgs & set(got), s.wait_s, s.rebargain_wait_s)
+        received = time.time()
+        injections = {mg: (got.get(mg, (0, 0))[0] / 1e6, 0.0) for mg in sorted(mgs)}
+        self.live.injections[t] = dict(injections)
         self.planner.open_set = planned_from = tuple(sorted(self.live.open_set))
         analysis = await asyncio.to_thread(self.planner.analyse, t, injections)
         if prior.plan is not None:  # its switching began before the stop, so its security loop had ended
