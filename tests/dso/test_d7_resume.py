@@ -35,6 +35,7 @@ from peergrid_ledger import query
 from peergrid_ledger.chain import LocalChain
 from peergrid_ledger.genesis import Account, Genesis, Params
 from peergrid_ledger.keys import Keypair
+from peergrid_ledger.settings import ConfigError
 from peergrid_ledger.state import read_obj
 from peergrid_ledger.store import BlockStore
 
@@ -245,3 +246,11 @@ def test_where_the_loop_starts_from_its_records(tmp_path: Path) -> None:
     assert resume == (43, f"restarted: resuming at interval 43 of 40-51: {records} holds 40-42 finished")
     assert interval_resume.resume_at(records, 30, 40).interval == 40  # 39, the last of 30-39: all finished
     assert interval_resume.resume_at(records, 50, 60).interval == 50  # none of 50-59 recorded
+
+
+def test_a_record_file_it_cannot_read_stops_the_start_naming_it(lab: Lab) -> None:
+    lab.records.mkdir()  # a folder where the records should be
+    with pytest.raises(
+        ConfigError, match=rf"^loop.record_file: {lab.records}: cannot read it \(Is a directory\)$"
+    ):
+        lab.node()  # as DsoNode.assemble builds it: serve exits 2 with this line

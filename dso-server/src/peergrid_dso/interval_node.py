@@ -145,9 +145,14 @@ class DsoLoop:
     fee: Any = None  # fee_poster.FeePoster, with `exchange_fee` (a chain that takes none: ConfigError)
     start_records: list[Any] = field(default_factory=list)  # switching_adopt: the start's adoption
     watch: Any = None  # switching_watch.RelayWatch: every relay read after each interval, a plan or none
+    resume: interval_resume.Resume | None = None  # where it starts: read from `record_file` as it is built
 
     def __post_init__(self) -> None:
         s = self.settings
+        if getattr(s, "record_file", None) is not None:  # an unreadable file stops the start (ConfigError)
+            self.resume = interval_resume.resume_at(
+                s.record_file, s.first_interval, s.first_interval + s.intervals
+            )
         if self.mgmc is not None and self.pricer is None and s.tariff_file is not None:
             from peergrid_dso.tariff import CoverPricer, load_tariff_file
 
@@ -214,8 +219,8 @@ class DsoLoop:
         try:
             s = self.settings
             end = s.first_interval + s.intervals
-            records = getattr(s, "record_file", None)  # (a test's stand-in settings may have none)
-            start, said = interval_resume.resume_at(records, s.first_interval, end)
+            resume = getattr(self, "resume", None)  # (a test's stand-in loop may have none, as for `fee`)
+            start, said = resume or interval_resume.resume_at(None, s.first_interval, end)
             (log.info if start == s.first_interval else log.warning)("%s", said)
             await asyncio.gather(self.enrol(), self.record_start())  # both before the first plan
             for t in range(start, end):

@@ -8,13 +8,14 @@ finished, a failed one (`error`) too (the loop went on past it before). The DSO 
 interval that needed no contract and no switching (most do not) leaves nothing of the DSO's there. The node
 resumes after the last recorded interval of `[first, end)` (records are appended in order; lines of other
 intervals, torn lines and lines that are no record are passed over); with no `record_file` it cannot know, and
-starts at `first`, as before. `on_chain(state, nodes, t)` is what the DSO chain holds of interval t before the
+starts at `first`, as before; a record file it cannot read is a `ConfigError` naming it (the node does not start:
+it would replay every interval or lose its records). `on_chain(state, nodes, t)` is what the DSO chain holds of interval t before the
 loop works on it: how many iterations of its security loop the MGs answered or were sent contracts for, and
 its switching plan (`interval-<t>`, the planner's id, once per chain). The loop reads it for every interval; it
 differs from nothing only for the interval that was half done at the stop (or finished with its record lost,
 which is not synced to disk): that interval is resumed, not started again: its security loop goes on with the
 next iteration's number (an MG's answer to a repeated iteration would be refused, its revision not increasing),
-and with its switching plan already on the chain its switching is not planned again (the security loop ends
+once the MGs' answers to the last one are in (the loop waits for them, bounded), and with its switching plan already on the chain its switching is not planned again (the security loop ends
 before the switching, so it is not run again either). Pure but for reading the record file; never writes.
 """
 
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger import query
+from peergrid_ledger.settings import ConfigError
 from peergrid_ledger.state import read_obj
 
 
@@ -64,6 +66,10 @@ def resume_at(record_file: Path | None, first: int, end: int) -> Resume:
             done = [t for t in recorded_intervals(lines) if first <= t < end]
     except FileNotFoundError:
         done = []
+    except OSError as exc:
+        raise ConfigError(
+            f"loop.record_file: {record_file}: cannot read it ({exc.strerror or exc})"
+        ) from None
     if not done:
         return Resume(
             first, f"the loop starts at interval {first} of {span} (no interval of it in {record_file})"
