@@ -17,9 +17,13 @@ them (`readings_needed`: by `takeup.waits_for_dso` and `metering.meters_read`, t
 `disputes.read_nodes`).
 Never states from a guess: no reading after the window's end yet means `Unmetered`, not a number. A window
 read past its end whose start (or end) no readings bracket — the MGMC's first reading came after the
-interval started: it started or restarted in it — is stated only as far as the meter proves without
-favouring this side (`provable_wh`): a seller the counter from its first reading in the window, a buyer
-nothing (`Unprovable`, logged once), leaving the trade to the seller's lone statement after the chain's wait.
+interval started: it started or restarted in it — is not stated by either side (`Unprovable`, logged once):
+the ledger's `metering.metered` is the one rule the DSO settles by too (dso-server `sealed_readings`), so
+the edge never states a delivery the DSO calls unmetered. Why (E7): before, a seller stated the counter from
+its first reading in the window; the DSO, taking the trade up (a dispute with the buyer's statement, or a
+lone word from `LONE_FROM`), settled it "seller not metered", 0 Wh (U6's mg5, back 5 s into interval 53:
+44.5 kWh stated, 0 paid). `MgMetering.start_unseen` tells the trading agent, before it offers, that an
+interval's start has passed unmetered, so a restarted MGMC does not trade an interval it cannot meter.
 A counter that never counted is not a missing reading: SunSpec says an accumulator's 0 as "not accumulated"
 (the leaf leaves the quantity out); `counting_leaves` reads it as 0 where that is never in this side's favour,
 or proven: a seller always, a buyer only where some reading shows its import counter; a buyer whose meter,
@@ -64,8 +68,8 @@ Priced = Callable[[dict[str, Any]], bool]
 
 class Unprovable(Unmetered):
     """The window is read past its end but a boundary is not bracketed (the meter's first reading came after
-    the interval started: the MGMC started or restarted in it; or an outage at a boundary), and this side has
-    nothing it can state without favouring itself: it stays silent for good, never "not metered yet"."""
+    the interval started: the MGMC started or restarted in it; or an outage at a boundary): the DSO would
+    settle this side unmetered, so it states nothing, for good, never "not metered yet"."""
 
 
 def statement_wh(
@@ -86,18 +90,14 @@ def provable_wh(
     *,
     most_w: int | None = None,
 ) -> Fraction:
-    """The Wh this MG's meter proves crossed its PCC over `window` on its `party`'s counter: the DSO's
-    `metered` where readings bracket both boundaries. Where the window is read past its end (a reading at or
-    after it) but a boundary is not bracketed, the counter at that boundary is unknown, and what is honest
-    depends on the side (never overstate in one's own favour). A seller states what its meter proves left at
-    least: the counter from its first reading in the window (for an unknown start) to its last one in it (for
-    an unknown end); the counter never runs backwards (`samples` undoes a roll-over, refuses a reset), so this
-    never exceeds what left over the window. A buyer can prove only that at least that much arrived, and
-    stating a lower bound would pay less than it got: it states nothing (`Unprovable`), and the seller's lone
-    statement settles the trade after the chain's wait (or a dispute, which the DSO settles on the seller's
-    side, this side unmetered). Not read to its end yet: `Unmetered` (wait), as `metered` says it. A
-    roll-over of the counter counts at most what a meter of `most_w` W counts between two readings (the MG's
-    posted connection, `counter_roll.posted_w`, as the DSO reads it; None: 10 MW, none posted)."""
+    """The Wh this MG's meter proves crossed its PCC over `window` on its `party`'s counter: the ledger's
+    `metered`, the DSO's very rule (readings at most `max_gap_ms` apart bracketing both boundaries). Not read
+    to its end yet: `Unmetered` (wait), as `metered` says it. Read past its end (a reading at or after it)
+    with a boundary not bracketed: `Unprovable`, for good, whichever side: the DSO would settle this side
+    unmetered, so no figure of it is stated (a seller's count from its first reading in the window was one,
+    E7; a buyer's would be a lower bound of what arrived, paying less than it got). A roll-over of the counter
+    counts at most what a meter of `most_w` W counts between two readings (the MG's posted connection,
+    `counter_roll.posted_w`, as the DSO reads it; None: 10 MW, none posted)."""
     leaves = counting_leaves(list(leaves), party)
     try:
         return metered(leaves, window, COUNTER[party], max_gap_ms, most_w=most_w)
@@ -105,7 +105,7 @@ def provable_wh(
         why = exc
     # a reading that does not decode, two meters, a reset: raised here
     found = samples(leaves, COUNTER[party], most_w=most_w)
-    start, end = window
+    end = window[1]
     if not any(at >= end for at, _ in found):
         try:  # every PCC meter reading, only to tell whether it was read past the end
             read = samples(counting_leaves(leaves, "seller"), COUNTER["seller"], most_w=most_w)
@@ -117,22 +117,32 @@ def provable_wh(
                 f"{COUNTER[party]} counter (never counted an import, or has none)"
             )
         raise why  # not read to its end yet: the statement waits
-    if party != "seller":
-        raise Unprovable(f"as the buyer it states nothing it cannot prove ({why})")
-    inside = [(at, counter) for at, counter in found if start <= at <= end]
-    if not inside:
-        raise Unprovable(f"no reading within the window ({why})")
-    low = _bracketed(found, start, max_gap_ms, inside[0][1])
-    high = _bracketed(found, end, max_gap_ms, inside[-1][1])
-    return max(Fraction(0), high - low) / 1000
+    raise Unprovable(f"as the {party} it states nothing the DSO would not meter ({why})")
 
 
-def _bracketed(found: list[tuple[int, int]], at: int, max_gap_ms: int, otherwise: int) -> Fraction:
-    """The counter at `at` where readings bracket it, else `otherwise` (a reading inside the window)."""
+def start_unseen(
+    leaves: Iterable[bytes], start_ms: int, now_ms: int, max_gap_ms: int, *, most_w: int | None = None
+) -> str | None:
+    """Why this MG's PCC meter can no longer measure a window starting at `start_ms` by the ledger's rule
+    (`metering.counter_at`: two readings at most `max_gap_ms` apart around it), known at `now_ms`: its start
+    has passed and no reading at or before it is near enough for one still to come to bracket it (the MGMC
+    started or restarted after it). None: bracketed, not passed yet, or a reading after it may still come.
+    Read on the export counter as a seller counts it (`counting_leaves`): every PCC meter reading's time."""
+    if now_ms < start_ms:
+        return None
     try:
-        return counter_at(found, at, max_gap_ms)
-    except Unmetered:
-        return Fraction(otherwise)
+        found = samples(counting_leaves(list(leaves), "seller"), COUNTER["seller"], most_w=most_w)
+    except Unmetered as exc:  # two meters, a reset or jump: nothing is measured around it
+        return str(exc)
+    try:
+        counter_at(found, start_ms, max_gap_ms)
+        return None
+    except Unmetered as exc:
+        before = [at for at, _ in found if at <= start_ms]
+        if before and start_ms - before[-1] <= max_gap_ms and now_ms < before[-1] + max_gap_ms:
+            return None  # the reading after the start may still come within the gap
+        first = f"; its first reading after it at {found[0][0]} ms" if found and not before else ""
+        return f"{exc}{first}"
 
 
 def readings_needed(
@@ -255,6 +265,20 @@ class MgMetering:
         """When a statement for `interval` may go (wall s): its end, and one meter poll after it."""
         return self.window_of(interval)[1] / 1000 + self.poll_s
 
+    def start_unseen(self, interval: int, now_ms: int) -> str | None:
+        """Why this MG's PCC meter cannot measure `interval` as the DSO will (`start_unseen` over its stored
+        readings around the window's start, at the wall clock's `now_ms`), or None: the trading agent offers
+        nothing in such an interval (E7: a restarted MGMC that sold into one was settled 0 Wh, "seller not
+        metered", for energy it delivered, and an unmetered buyer holds up its seller's other trades until
+        their deadline). An MG without a PCC meter: None (it states from its dispatch read-back)."""
+        if not self.poll_s:
+            return None
+        start = self.window_of(interval)[0]
+        spans = commitment_intervals((start, start), round(self.commit_s * 1000), self.max_gap_ms)
+        leaves = [leaf for c in spans for leaf in self.store.leaves(c)]
+        most_w = None if self.roll_w is None else self.roll_w(interval)
+        return start_unseen(leaves, start, now_ms, self.max_gap_ms, most_w=most_w)
+
     def statement(self, pending: PendingSettle) -> int | None:
         """The Wh this MG states for a trade: its PCC meter's share (`statement_wh`) from its stored readings;
         None while no reading after the interval's end is stored. An MG without a PCC meter states the agreed
@@ -284,7 +308,7 @@ class MgMetering:
                 self.unprovable[pending.trade] = f"not stated: its PCC meter cannot prove its side ({exc})"
                 log.warning(
                     "interval %d: trade %s not stated: its PCC meter cannot prove its side (%s); its "
-                    "counterparty's statement settles it after the chain's wait",
+                    "counterparty's statement or the DSO settles it",
                     pending.interval, pending.trade.hex()[:16], exc,
                 )  # fmt: skip
             return None
