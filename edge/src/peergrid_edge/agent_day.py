@@ -1,13 +1,14 @@
 """The trading agent's day: where a (re)started agent joins, its intervals one after another, what follows them.
 
 Promises: `run_day` subscribes to the DSO's verdicts, waits until both replicas caught up, and joins at the
-first interval nobody has started trading in (`resume.resume_interval`: a restarted agent never joins one
-midway; a forward-traded interval once its slot is over); it picks up what its last run left unsettled and an
-uplift it left unpaid, runs the day-ahead stage before the day's first interval (`market.dayahead`), then each
-interval from there to the day's last, each when the one before ended: idle until its slot (`idle`: a make-whole
-claim that did not land retried first where the idle left holds an attempt, cut at the slot's start should it
-overrun - never on the interval's own time, review18 C-1 - then refused settlements until the slot), after the
-DSO's final verdict for the one before (`dso_verdicts.previous_cleared`), the first with its start state from its own battery readings
+first interval nobody has started trading in, looking from the day the wall clock is in (`Calendar.resume_from`;
+`resume.resume_interval`: a restarted agent never joins one midway; a forward-traded interval once its slot is
+over); it picks up what its last run left unsettled and an uplift it left unpaid, runs the day-ahead stage
+before the day's first interval (`market.dayahead`), then each interval from there to the day's last, each
+when the one before ended: idle until its slot (`idle`: a make-whole claim that did not land retried first
+where the idle left holds an attempt, cut at the slot's start should it overrun - never on the interval's own
+time, review18 C-1 - then refused settlements until the slot), after the DSO's final verdict for the one before
+(`dso_verdicts.previous_cleared`), the first with its start state from its own battery readings
 and its records (`resume`: the conventional counterfactual, and in one pass the guard's budget and what is
 unknown of it). It says which interval it works on (`MarketAgent.working_on`: from its wait for the slot to its
 record; None once the loop ended, on a stop or a raise too), which the schedule holder bridges its last plan by
@@ -57,8 +58,10 @@ async def run_day(agent: MarketAgent) -> None:
     agent.d.link.subscribe(agent.d.settings.topic("dso", "verdict"), agent._on_verdict)
     await caught_up(agent)
     calendar = Calendar(agent.s, agent.scenario)  # the owner's rules already in its scenario (`rules_poster`)
-    t = resume_interval(
-        agent.ledger.state("mgmc"), agent.s.first_interval, lambda k: time.time() >= agent._start_of(k + 1)
+    t = resume_interval(  # from the day now is in: an earlier day's untraded interval is history (`resume_from`)
+        agent.ledger.state("mgmc"),
+        calendar.resume_from(time.time()),
+        lambda k: time.time() >= agent._start_of(k + 1),
     )
     day = calendar.day_for(t)
     enter_day(agent, calendar, day)  # a restart on a later day joins that day
@@ -143,6 +146,20 @@ class Calendar:
             t += 1
         last = self.last()
         return None if last is not None and t > last else self.start_of(t)
+
+    def resume_from(self, now: float) -> int:
+        """Where a (re)started agent looks for the interval it joins (`resume.resume_interval`): the configured
+        first interval, or the first of the day wall second `now` is in where that is later (no later than the one
+        after the run's last); the day before's unsettled trades are still picked up (`day_before`). Why: an
+        interval of an earlier day in which no MGMC took part (every one down at once: a site's power cut) is
+        neither closed nor joined for good, and a look from the configured first interval on every restart (P4)
+        joined it: a restart on day 400 went back to day 3 and ran every interval since, each long past and
+        each waiting for the DSO's verdict on the one before."""
+        s = self.settings
+        now_t = s.first_interval + math.floor((now - s.t0) / s.interval_s)
+        start = max(s.first_interval, self.day_of(now_t) * self.per_day)
+        last = self.last()
+        return start if last is None else min(start, max(s.first_interval, last + 1))
 
     def day_before(self, k: int) -> tuple[range, str] | None:
         """The intervals of the run's day before day k and its records' stamp (`resume.record_day`); None on
