@@ -139,10 +139,17 @@ def days(docs: Iterable[dict[str, Any]]) -> list[str | None]:
 
 def collect(docs: Iterable[dict[str, Any]], day: str | None) -> Records:
     """One day's records: the last interval record of each interval (a restart may write one again), error
-    records, and every settlement line by trade."""
+    records, and every settlement line by trade: the day's own, and a later day's on a trade of the day's (its
+    interval before that day's first: `market.days`, a day's last trades settle or are given up in the next
+    day's idles, and the line is stamped with the day the agent is on then)."""
     rec = Records()
+    later: list[dict[str, Any]] = []  # settlement lines another day stamps, on an interval before its first
     for doc in docs:
-        if (doc.get("day") if isinstance(doc.get("day"), str) else None) != day or "interval" not in doc:
+        stamp = doc.get("day") if isinstance(doc.get("day"), str) else None
+        if stamp != day and "settlement" in doc and "interval" in doc and doc["interval"] < _first_of(stamp):
+            later.append(doc)
+            continue
+        if stamp != day or "interval" not in doc:
             continue
         t = doc["interval"]
         if "trades" in doc:
@@ -155,7 +162,22 @@ def collect(docs: Iterable[dict[str, Any]], day: str | None) -> Records:
     for t, doc in rec.intervals.items():
         for tr in doc["trades"]:
             rec.seen.setdefault(tr["id"], []).append(t)
+    for doc in later:  # only a trade this day's record of that interval names
+        trade = doc["settlement"]["trade"]
+        if doc["interval"] in rec.intervals and any(
+            tr["id"] == trade for tr in rec.intervals[doc["interval"]]["trades"]
+        ):
+            rec.settlements.setdefault(trade, []).append(doc["settlement"])
     return rec
+
+
+def _first_of(stamp: str | None) -> int:
+    """The first interval a day stamp names (`resume.record_day`: 't0/first'); -1 where it names none (no stamp,
+    or one this reader does not know): no interval is before it."""
+    try:
+        return int(str(stamp).rsplit("/", 1)[1])
+    except (IndexError, ValueError):
+        return -1
 
 
 def summarise(
