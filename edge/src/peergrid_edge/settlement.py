@@ -28,27 +28,24 @@ that is settled, superseded, disputed or waiting on its deadline, and the contra
 anyway. `judge` and `Settlements` are pure (no I/O, times passed in: `settle_book.py`); `Settler` is the thin
 async shell over the agent's chain access.
 A trade whose interval started before this MGMC's first PCC reading (it started, or restarted, within the
-interval): the counter at the interval's start is unknown, so no side can meter the interval as the DSO does.
-Each states only what it can prove without favouring itself (`pcc_readings.provable_wh`): the seller what its
-meter shows left from its first reading in the interval to its end (the counter never runs backwards, so never
-more than left); the buyer nothing — a lower bound of what arrived would have it pay for less than it got —
-and it says so in its log; the seller's lone statement then settles the trade after the chain's wait, and the
-buyer reads it settled. (Before, both waited for a reading that could never come and the trade was never
-stated by either.) Where neither can state (the seller has no reading in the interval at all), the trade stays
-unsettled and each gives it up at the day's end, as before. A trade this side's meter will never state
-(`not_stated` says why: its counter broke in the interval, L3's `CounterBroken`; its side is unprovable) is
-still read again, but its reason, record and give-up line carry those words, not 'not metered yet'.
+interval): the counter at the interval's start is unknown, so no side can meter the interval as the DSO does,
+and that side states nothing (`pcc_readings.provable_wh`: the ledger's `metering.metered` or `Unprovable`,
+said once in its log): the counterparty's statement goes to the DSO, which settles this side unmetered (E7:
+a seller's count from its first reading in the interval was settled "seller not metered", 0 Wh, anyway; and
+the trading agent no longer offers in an interval whose start its meter did not see,
+`MgMetering.start_unseen`). Where neither side can state, the trade stays unsettled and each gives it up at
+the day's end. A trade this side's meter will never state (`not_stated` says why: its counter broke in the
+interval, L3's `CounterBroken`; its side is unprovable) is still read again, but its reason, record and
+give-up line carry those words, not 'not metered yet'.
 On a trade both of whose parties the DSO priced (`market.tariff`; `priced` says so from the replica,
 `market_state.cover_prices` not None; the trading agent's `agent_settlement.settler_for` passes it) the
 statement also names this side's own shortfall, `short` = agreed − min(delivered stated, agreed), frozen with
 it and repeated unchanged after the deadline (the contract refuses a repeat with another `short`; after a
 restart both are read back from the chain). From the PCC meter that is the very figure the DSO names for this
 side (dso-server `disputes`: agreed − min(its share, agreed)), so two honest MGMCs agree without a dispute and
-a lapse charges the silent party only the rest this side does not own. Where the side states a bound (a seller
-that started late: what its meter proves left, never more than left) its `short` is agreed − the bound: never
-less than its true shortfall, so never in its favour; an MG without a PCC meter states the agreed quantity
-only when dispatch confirmed it in full, `short` 0; a side that states nothing (`Unprovable`) states no
-`short` either. An unpriced trade's body stays `{trade, delivered}` (the chain refuses `short` there).
+a lapse charges the silent party only the rest this side does not own. An MG without a PCC meter states the
+agreed quantity only when dispatch confirmed it in full, `short` 0; a side that states nothing (`Unprovable`)
+states no `short` either. An unpriced trade's body stays `{trade, delivered}` (the chain refuses `short` there).
 """
 
 from __future__ import annotations
