@@ -17,11 +17,19 @@ counterfactual are of that MG too. It names those left out (name -> "quarantined
 record's `uncounted`) and says each change once at WARNING, when a device is left out and when it is counted
 again (a log kept at WARNING shows both ends, as the poll says a quarantine). A stand-in daemon without devices
 doubts none. Logs under the trader's name, as before the split.
+Where both parties state from their meters (`settle_by_both`) and this MG's PCC meter did not see interval t's
+start (`pcc_readings.MgMetering.start_unseen`: the MGMC started or restarted after it, as the lab's market runs
+behind the wall clock after one), the offer's rules allow no quantity either way (`unmetered_rules`), said once
+at WARNING: the DSO settles a side it cannot meter unmetered, a sale at 0 Wh (E7: U6's mg5, back 5 s into
+interval 53, sold 44.5 kWh into it and was paid 0), and an unmetered purchase holds its seller's other
+trades to their deadline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +93,7 @@ def prepare(agent: Any, t: int) -> Offer:
     feed_in = min(m.tariff.feed_in[i] for m in sc.microgrids)
     retail = max(m.tariff.retail[i] for m in sc.microgrids)
     # the owner's rules within the DSO's connection capacity here: the chain refuses more (`connection`)
-    rules = connected_rules(mg.rules, chain, agent.anonym.public, t)
+    rules = unmetered_rules(agent, t, connected_rules(mg.rules, chain, agent.anonym.public, t))
     curve, fallback = guard.interval_curve(agent, t, budget, sched, fixed is not None, premium, rules, mg)
     # what a DSO change left below the state's conventional value, kept if the interval fails (`guard`)
     if fallback is not None:
@@ -120,3 +128,16 @@ def counted_for(agent: Any, t: int) -> tuple[Microgrid, dict[str, str]]:
     i = interval_plan.profile_index(t, agent.mg.intervals)
     mg = interval_plan.counted(agent.mg, i, shares["pv"], shares["battery"], shares["genset"])
     return mg, out
+
+
+def unmetered_rules(agent: Any, t: int, rules: ContractRules) -> ContractRules:
+    """`rules` allowing no quantity where the agent settles from its meter (`settle_by_both`) and that meter did
+    not see interval t's start (`MgMetering.start_unseen`, now), said at WARNING; `rules` itself otherwise."""
+    if not agent.settler.by_both:
+        return rules
+    unseen = agent._metering().start_unseen(t, round(time.time() * 1000))
+    if unseen is None:
+        return rules
+    log.warning("interval %d: offering nothing: this MG's PCC meter did not see the interval's start (%s); "
+                "the DSO would settle its side unmetered", t, unseen)  # fmt: skip
+    return dataclasses.replace(rules, max_quantity_kwh=0.0)
