@@ -29,7 +29,9 @@ within a day, and once they had the time `settle_day` gives them at the run's en
 Settler gives up what is still refused of the days before, as at the run's end (`work_idle`,
 `agent_settlement.end_days_before`), never a trade whose counterparty may still state. `settle_day`, which
 waits the settlements out, runs after the run's last day only. A (re)started agent joins the day its resume
-interval is in, and what it picked up of the day before is given up so too.
+interval is in, and what it picked up of the day before is given up so too; its counterfactual starts where
+the day before's last record left it when the day has none yet (`resume.resumed_counterfactual`), as the
+running agent's carries on.
 """
 
 from __future__ import annotations
@@ -69,11 +71,12 @@ async def run_day(agent: MarketAgent) -> None:
     agent_settlement.pick_up(agent, t, before)
     if before is not None:  # what it picked up of the day before is given up as at that day's end
         day_before_ends(agent)
+    yesterday = None if before is None else before[1]  # its records' stamp: the counterfactual's start (R44)
     agent.uplift_retry = day_stages.retry_in_background(agent)  # an uplift an earlier run left unpaid (U-A)
     if agent.s.dayahead and t == agent.s.first_interval and (await agent.run_dayahead()).completed:
         await agent.run_forward()
     try:
-        stopped = await intervals(agent, t)
+        stopped = await intervals(agent, t, yesterday)
         while not stopped and not agent.d.stopping.is_set():  # the next day, in the same loop (`next_day`)
             later = next_day(agent, calendar)
             if later is None:
@@ -197,9 +200,12 @@ def next_day(agent: MarketAgent, calendar: Calendar) -> int | None:
     return first
 
 
-async def intervals(agent: MarketAgent, t: int) -> bool:
+async def intervals(agent: MarketAgent, t: int, day_before: str | None = None) -> bool:
     """The day's intervals from t, each when the one before ended and its slot came, saying which one it works
-    on (`working_on`); True: the daemon stopped it while it waited for one."""
+    on (`working_on`); True: the daemon stopped it while it waited for one. The first of a (re)start resumes the
+    counterfactual from the day's records, or where the day has none yet from the run's day before's
+    (`day_before`: its records' stamp, None on the run's first day), as a running agent carries it across
+    midnight (`resume.resumed_counterfactual`)."""
     while t <= agent._last_interval() and not agent.d.stopping.is_set():
         agent.working_on = t
         await idle(agent, agent._start_of(t))
@@ -208,12 +214,10 @@ async def intervals(agent: MarketAgent, t: int) -> bool:
             return True
         if agent.state is None:
             agent.state = initial_state(agent.mg, agent.d.states)
-            agent.conv_state = (
-                resumed_counterfactual(
-                    agent.s.record_file, agent.mg, agent.dt, agent.scenario.intervals, t, agent.day
-                )
-                or agent.state
-            )  # the day's own records only (`MarketAgent.day`): the file serves every day (review18 K-1)
+            # the day's records (`MarketAgent.day`: the file serves every day, review18 K-1), else the day before's
+            n, records = agent.scenario.intervals, agent.s.record_file
+            carried = resumed_counterfactual(records, agent.mg, agent.dt, n, t, agent.day, day_before)
+            agent.conv_state = carried or agent.state
             agent.resumed = recorded_spend(
                 agent.s.record_file, t, agent.day
             )  # the budget starts in the interval

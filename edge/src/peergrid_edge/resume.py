@@ -16,10 +16,12 @@ Pure apart from reading the record file; never writes anything. Every reader par
 `record_object`.
 One record file serves every day (one path, appended to: review18 K-1), so each record carries its day (`DAY`:
 `record_day`, the agent's t0 and first interval, the pair its day-ahead session is named by; `stamped`) and each
-reader given a day reads only that day's lines (`of_day`): another day's budget, costs, counterfactual and
-verdicts are never today's. A line with no stamp (written before the stamp) is another day's: never resumed, so
-a restart mid-day across the upgrade resumes with the chain's word only (`RecordedSpend.unknown` fails closed on
-any interval the MG took part in). `day` None reads every line (a file known to hold one day: tests).
+reader given a day reads only that day's lines (`of_day`): another day's budget, costs and verdicts are never
+today's. The counterfactual alone reads the day before's last record where its day has none yet before the
+interval (`resumed_counterfactual`: the conventional MG's battery goes on across midnight). A line with no stamp
+(written before the stamp) is another day's: never resumed, so a restart mid-day across the upgrade resumes with
+the chain's word only (`RecordedSpend.unknown` fails closed on any interval the MG took part in). `day` None
+reads every line (a file known to hold one day: tests).
 The start-up reads are best effort (review15 M3: one damaged line raised out of the agent's start, and the
 edge crash-looped under systemd): `record_lines` reads the file's lines one by one, a byte that is not UTF-8
 replaced (the records are written as ASCII: such a byte is damage, logged once per line); a line that is not
@@ -114,14 +116,31 @@ def initial_state(mg: Microgrid, devices: Mapping[str, Any]) -> MgState:
 
 
 def resumed_counterfactual(
-    record_file: Path | None, mg: Microgrid, dt: float, intervals: int, t: int, day: str | None = None
+    record_file: Path | None,
+    mg: Microgrid,
+    dt: float,
+    intervals: int,
+    t: int,
+    day: str | None = None,
+    day_before: str | None = None,
 ) -> MgState | None:
     """The conventional counterfactual's state at chain interval t: where the last well-formed record of `day`
-    before t left it, carried through the intervals missed since, each planned at its profile index to its day's
-    end (`interval_plan.profile_index`; `intervals`: the scenario's n a day) (None: no record to start from, or
-    carrying it failed: logged, and the agent starts the counterfactual from its own state)."""
+    before t left it, or, where `day` has none yet, the last of `day_before` (the stamp of the run's day before,
+    `agent_day.Calendar.day_before`; None: the run's first day), carried through the intervals missed since,
+    each planned at its profile index to its day's end (`interval_plan.profile_index`; `intervals`: the
+    scenario's n a day) (None: no record to start from, or carrying it failed: logged, and the agent starts the
+    counterfactual from its own state).
+    Why the day before: the counterfactual is the same MG had it traded only with the DSO, one path over the
+    run, so day k's starts where that MG stood at day k - 1's end, as the running agent carries it
+    (`agent_day.next_day` keeps `conv_state`); the day's last record values no stored energy (its `cost_to_go`
+    is 0 at a day's end), so a path started again from the real battery would forget what P2P did to it the day
+    before. R44: a restart before the new day's first record read the day's own lines only and started from the
+    real battery, so `cost_conventional` (and the lab's p2p_not_dearer) differed between a running and a
+    restarted MGMC for the same day. Only the run's day before on the same chain: an MGMC down a whole day has
+    no day before's end to start from, and a new chain per day (intervals numbered again, review18 K-1) is a
+    new run whose day before is another's; both start afresh."""
     lines = record_lines(record_file)
-    last, errors = counterfactual_of(lines, t, mg, day)
+    last, errors = counterfactual_of(lines, t, mg, day, day_before)
     for error in errors:
         log.warning("record %s: %s", record_file, error)
     if last is None:
@@ -144,33 +163,36 @@ def resumed_counterfactual(
 
 
 def counterfactual_of(
-    lines: Iterable[str], t: int, mg: Microgrid, day: str | None = None
+    lines: Iterable[str], t: int, mg: Microgrid, day: str | None = None, day_before: str | None = None
 ) -> tuple[tuple[int, MgState] | None, list[str]]:
     """The last (interval, state) before t that the records' `conv_state` lines of `day` hold for `mg` (its
-    batteries and gensets), and why a line that may have held one was skipped or is damaged (one per line)."""
-    last: tuple[int, MgState] | None = None
+    batteries and gensets), else the last of `day_before` (None: none is read), and why a line that may have
+    held one was skipped or is damaged (one per line)."""
+    last: dict[bool, tuple[int, MgState]] = {}  # keyed by whether it is the day before's
     errors: list[str] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        found, why = _conv_line(line, t, mg, day)
+        found, why = _conv_line(line, t, mg, day, day_before)
         damaged = DAMAGED if REPLACED in line else ""
         if why is not None or damaged:
             errors.append(f"line {number}{damaged}: {why or 'read as it stands'}")
         if found is not None:
-            last = found
-    return last, errors
+            stamp, k, state = found
+            last[day is not None and stamp != day] = (k, state)
+    return last.get(False, last.get(True)), errors
 
 
 def _conv_line(
-    line: str, t: int, mg: Microgrid, day: str | None
-) -> tuple[tuple[int, MgState] | None, str | None]:
-    """One record line's (interval, conventional state) if it holds one of `day` before t, and why it was
-    skipped."""
+    line: str, t: int, mg: Microgrid, day: str | None, day_before: str | None = None
+) -> tuple[tuple[Any, int, MgState] | None, str | None]:
+    """One record line's (day stamp, interval, conventional state) if it holds one of `day` or `day_before`
+    before t, and why it was skipped."""
     doc, refused = record_object(line)
     if doc is None:
         return None, f"{refused}: skipped"
-    if "conv_state" not in doc or not of_day(doc, day):
+    wanted = of_day(doc, day) or (day_before is not None and of_day(doc, day_before))
+    if "conv_state" not in doc or not wanted:
         return None, None
     k = doc.get("interval")
     if not isinstance(k, int) or isinstance(k, bool):
@@ -180,7 +202,7 @@ def _conv_line(
     state = _mg_state(doc["conv_state"], mg)
     if isinstance(state, str):
         return None, f"interval {k}'s conv_state {state}: skipped"
-    return (k, state), None
+    return (doc.get(DAY), k, state), None
 
 
 def _mg_state(c: Any, mg: Microgrid) -> MgState | str:
