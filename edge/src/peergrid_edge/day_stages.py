@@ -44,6 +44,7 @@ from peergrid_edge.dayahead_uplift import UpliftClaim, UpliftOutcome, UpliftStag
 from peergrid_edge.exchange_io import ROLE, Deadline, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent
 from peergrid_edge.forward_chain import DEADLINE_MARGIN_S, ForwardOutcome, forward_session, margin_s
+from peergrid_edge.interval_plan import profile_index
 from peergrid_ledger.contracts import exchange_state, uplift
 from peergrid_ledger.contracts.exchange_state import reserved_name
 
@@ -99,9 +100,11 @@ def _record_stage(
 
 async def run_dayahead(agent: MarketAgent, clock: Callable[[], float] = time.time) -> SessionOutcome:
     """The day-ahead exchange session over the scenario's day, this MGMC one member among every anonym of
-    the MGMC chain's genesis (public): its outcome is recorded with when it started and ended (`clock`, wall
-    s) and shown in `status`; a failed stage changes nothing else (this MGMC trades intraday as before). Its
-    positions are not forward trades."""
+    the MGMC chain's genesis (public); its slots are the chain intervals of the day its first interval is in
+    (slot i: profile index i, `interval_plan.profile_index`), so a first interval on a later day of a
+    long-lived chain trades that day's intervals (its window, priced and forward trades too). Its outcome is
+    recorded with when it started and ended (`clock`, wall s) and shown in `status`; a failed stage changes
+    nothing else (this MGMC trades intraday as before). Its positions are not forward trades."""
     started = clock()
     s = agent.s
     agent.phase = "dayahead"
@@ -113,8 +116,11 @@ async def run_dayahead(agent: MarketAgent, clock: Callable[[], float] = time.tim
     deadline = dayahead_deadline(
         agent._start_of(s.first_interval), s.phase_timeout_s, margin_s(genesis.params)
     )
+    # the session's slots are the scenario day's n profile indices on the chain intervals of the day traded:
+    # from day 0's first they answered nothing of a window on a later day (R44)
+    day_start = s.first_interval - profile_index(s.first_interval, agent.scenario.intervals)
     stage = DayAheadAgent(
-        agent.ledger, agent.anonym, agent.mg, agent.dt, members, session,
+        agent.ledger, agent.anonym, agent.mg, agent.dt, members, session, first_interval=day_start,
         opening_prices=starting_prices(agent.scenario), config=dayahead_config(s), timeout_s=s.phase_timeout_s,
         before_submit=agent._stopped, phases=s.dayahead_gensets, deadline=deadline,
         checkpoint=agent.d.settings.data_dir / DAYAHEAD_CHECKPOINT,
