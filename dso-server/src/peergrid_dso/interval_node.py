@@ -31,7 +31,12 @@ an interval on the MGMC chain, whether nobody offered in it and how the MGMCs an
 out, D5, Q8); enrolling the MGs and which of them it waits for, `interval_enrol` (D3).
 A restarted node resumes at the first interval its records do not hold as finished, saying where in one line, and
 resumes a half-done interval from what the DSO chain holds of it, never issuing its contracts or switching again
-(`interval_resume`, D7: before, it ran its loop again from `first_interval`).
+(`interval_resume`, D7: before, it ran its loop again from `first_interval`). An interval already over on the
+market's clock when the loop comes to it (the node was down, or late) is recorded as missed, one line for the
+run, with no analysis, contract or switching (`interval_missed`, D8: before, a pilot's node back after an hour
+sent contracts and switched relays for four intervals past); one already started is acted on. The market's
+clock is the MGMC chain's posted `market.clock`; without one (a pilot today, a lab without settle-by-both)
+every interval is acted on, as before.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso import interval_enrol, interval_reopen, interval_resume
+from peergrid_dso import interval_enrol, interval_missed, interval_reopen, interval_resume
 from peergrid_dso.broker_tls import check_broker
 from peergrid_dso.interval_reopen import REOPEN_WAIT_S, Reopening, answer, forward_traded
 from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
@@ -146,6 +151,9 @@ class DsoLoop:
     start_records: list[Any] = field(default_factory=list)  # switching_adopt: the start's adoption
     watch: Any = None  # switching_watch.RelayWatch: every relay read after each interval, a plan or none
     resume: interval_resume.Resume | None = None  # where it starts: read from `record_file` as it is built
+    clock: Callable[[], float] = time.time  # wall s, against the market's clock (`ends_at`)
+    # when each interval ends on the market's clock (`interval_missed.loop_clock`, built here); None: no clock
+    ends_at: interval_missed.EndsAt | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -153,6 +161,8 @@ class DsoLoop:
             self.resume = interval_resume.resume_at(
                 s.record_file, s.first_interval, s.first_interval + s.intervals
             )
+        if self.ends_at is None:
+            self.ends_at = interval_missed.loop_clock(self.mgmc)
         if self.mgmc is not None and self.pricer is None and s.tariff_file is not None:
             from peergrid_dso.tariff import CoverPricer, load_tariff_file
 
@@ -223,9 +233,14 @@ class DsoLoop:
             start, said = resume or interval_resume.resume_at(None, s.first_interval, end)
             (log.info if start == s.first_interval else log.warning)("%s", said)
             await asyncio.gather(self.enrol(), self.record_start())  # both before the first plan
-            for t in range(start, end):
+            started, t = getattr(self, "clock", time.time)(), start  # (as `fee`: a stand-in may have none)
+            while t < end:
                 if stop.is_set():
                     return
+                missed = self.skip_missed(t, end, started)
+                if missed:
+                    t += missed
+                    continue
                 self.current = t
                 try:
                     await self.interval(t)
@@ -234,9 +249,26 @@ class DsoLoop:
                     self.record({"interval": t, "error": "failed; see the DSO node log"})
                 if self.watch is not None:  # a tie closed by hand is found now, not at the next plan
                     await self.watch.check(self.live)
+                t += 1
         finally:
             if pricing:
                 await cancel_until_done(pricing)
+
+    def skip_missed(self, t: int, end: int, started: float) -> int:
+        """Record the run of intervals from t already over on the market's clock as missed, publish each one's
+        final verdict (missed, `secure` None: not checked) and log one WARNING line (`interval_missed`); how
+        many. 0 without a clock (the MGMC chain's posted `market.clock`)."""
+        now = self.clock()
+        run = interval_missed.overdue(self.ends_at, t, end, now)
+        records = [interval_missed.missed_record(u, ended, now, started) for u, ended in run]
+        open_now = sorted(self.live.open_set)
+        for doc in records:  # its final verdict too: an MGMC starts an interval after the one before's
+            self.publish(interval_missed.missed_verdict(doc, open_now))
+            self.record(doc)
+        if records:
+            whys = sorted({doc["missed"] for doc in records})
+            log.warning("%s", interval_missed.said([u for u, _ in run], "; ".join(whys), t + len(run), end))
+        return len(run)
 
     async def record_start(self) -> None:
         """The relays' positions the node adopted at start, on the DSO chain (`switching_adopt`)."""
