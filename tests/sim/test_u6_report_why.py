@@ -107,3 +107,17 @@ def test_the_page_prints_the_sentence_after_the_verdict_and_an_old_report_nothin
     report["check_why"] = check_why(report)
     assert _why(report, "stores_verify") == " &mdash; 2 of 2 stores pass `peergrid-ledger verify`"
     assert _why(lab(), "stores_verify") == ""
+
+
+def test_a_missed_interval_is_not_done_and_says_why() -> None:
+    """D8: the DSO node records an interval over before it came to it as `missed` (no analysis): not done, not
+    counted by topology_secure as unanalysed, and the sentence names it with why."""
+    report = lab()
+    why = "the DSO node was not running when it ended"
+    report["dso"] = [{"interval": 40, "after": {"violations": []}}, {"interval": 41, "missed": why,
+                     "adjustments": [], "plan": None}, {"interval": 42, "after": {"violations": []}}]  # fmt: skip
+    said = check_why(report)
+    assert said["intervals_done"] == (
+        f"2 DSO interval records for the 3 intervals asked; the DSO missed intervals 41 ({why})"
+    )
+    assert said["topology_secure"] == "2 of 2 intervals without a violation after the DSO's part"

@@ -279,7 +279,8 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
         figures["round_timeouts"] = {node: st.get("round_timeouts", 0) for node, st in per_node.items()}
     within_bound, rationality = owner_bound(edges, cost_p2p, cost_conv, set(intervals))
     checks = {
-        "intervals_done": len([r for r in dso if "error" not in r]),
+        # a failed interval is not done, nor one the DSO missed (over before it came to it: D8's interval_missed)
+        "intervals_done": len([r for r in dso if "error" not in r and "missed" not in r]),
         "replicas_agree": bool(ledger) and all(c["identical_heads"] for c in ledger.values()),
         # None: not checked, a lab stopped before its coordinated halt (`stop_note` says so, not a failure)
         "quiesced": None if unquiesced else bool(quiesce and quiesce.get("ok")),
@@ -287,7 +288,9 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
         "stores_verify": all(v == "ok" for v in verified.values()),
         "settled_trades_proven": proofs["settled"] > 0 and proofs["verified"] == proofs["settled"],
         "topology_secure": all(
-            not r.get("after", {}).get("violations", ["?"]) for r in dso if "error" not in r
+            not r.get("after", {}).get("violations", ["?"])
+            for r in dso
+            if "error" not in r and "missed" not in r
         ),
         # within its conventional day plus the risk allowance its owner accepted (`report_bound`)
         "p2p_not_dearer": within_bound,

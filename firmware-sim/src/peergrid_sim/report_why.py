@@ -36,11 +36,15 @@ def _intervals(report: dict[str, Any]) -> str:
     asked = list(report.get("intervals", []))
     records = [r for r in report.get("dso", []) if isinstance(r, dict)]
     failed = [r.get("interval") for r in records if "error" in r]
+    missed = [r.get("interval") for r in records if "missed" in r and "error" not in r]
     counted = Counter(int(r["interval"]) for r in records if isinstance(r.get("interval"), int))
     twice = sorted(t for t, n in counted.items() if n > 1)
-    words = f"{len(records) - len(failed)} DSO interval records for the {len(asked)} intervals asked"
+    words = f"{len(records) - len(failed) - len(missed)} DSO interval records for the {len(asked)} intervals asked"
     if failed:
         words += f"; the DSO failed intervals {_first(failed)}"
+    if missed:  # over before the DSO came to them (down, or behind): recorded, not acted on (D8)
+        whys = sorted({str(r["missed"]) for r in records if "missed" in r and "error" not in r})
+        words += f"; the DSO missed intervals {_first(missed)} ({'; '.join(whys)})"
     if twice:  # a restarted DSO node runs its loop again from the first interval
         words += f"; intervals {_first(twice)} recorded more than once (the DSO node ran them again)"
     missing = sorted(set(asked) - {r.get("interval") for r in records})
@@ -93,7 +97,9 @@ def _proofs(report: dict[str, Any]) -> str:
 
 
 def _topology(report: dict[str, Any]) -> str:
-    records = [r for r in report.get("dso", []) if isinstance(r, dict) and "error" not in r]
+    records = [
+        r for r in report.get("dso", []) if isinstance(r, dict) and "error" not in r and "missed" not in r
+    ]
     unanalysed = [r.get("interval") for r in records if "violations" not in r.get("after", {})]
     broken = [r.get("interval") for r in records if r.get("after", {}).get("violations")]
     words = f"{len(records) - len(unanalysed) - len(broken)} of {len(records)} intervals without a violation after the DSO's part"
