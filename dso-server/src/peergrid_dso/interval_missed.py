@@ -1,4 +1,4 @@
-"""Intervals that ended while the DSO node was down or behind (D8): recorded as missed, never acted on.
+"""Intervals that ended while the DSO node was down (D8): recorded as missed, never acted on.
 
 Promises: `loop_clock(mgmc)` is when (wall s) each interval of the loop ends on the market's clock, or None
 where the node has none. The market clock is the MGMC chain's posted `market.clock` (its epoch and the genesis'
@@ -11,7 +11,10 @@ clock before the MGMCs start, so its node has one; a lab without it has none; th
 follows the MGMC chain, but nothing posts `market.clock` there (the edges' `peergrid_market_epoch` is not on
 chain), so a pilot's node has none until one is posted; the tests' loops have none unless they give one
 (`DsoLoop.ends_at`). Without a clock the loop acts on every interval as before (D7's resume only), however late.
-`overdue(ends_at, start, end, now)` is the run of intervals from `start` whose end has passed (`now` >= it);
+`overdue(ends_at, start, end, now)` is the run of intervals from `start` whose end has passed (`now` >= it; the
+loop passes the time its run started, so only an outage's intervals are missed: a node that falls behind while
+running catches up, as the MGMCs do, since they wait for its verdict on the interval before theirs and so trade
+late in step with it);
 `missed_record` is the interval record the loop writes for each (`missed`: why, no analysis, no contract, no
 switching), `missed_verdict` the final verdict it publishes for it (the MGMCs wait for one before their next
 interval) and `said` the one line for the run. A record means finished to `interval_resume`, so a missed
@@ -32,7 +35,6 @@ from peergrid_ledger.contracts.market_clock import posted_epoch
 EndsAt = Callable[[int], float | None]  # interval -> when it ends (wall s), None: not known now
 
 DOWN = "the DSO node was not running when it ended"
-LATE = "the DSO node was still on an earlier interval when it ended"
 
 
 def loop_clock(mgmc: Any) -> EndsAt | None:
@@ -65,10 +67,9 @@ def overdue(ends_at: EndsAt | None, start: int, end: int, now: float) -> list[tu
     return run
 
 
-def missed_record(t: int, ended: float, now: float, started: float) -> dict[str, Any]:
-    """Interval t's record: missed, and why (it ended before the node's run `started`: down; after: late)."""
-    why = DOWN if ended <= started else LATE
-    return {"interval": t, "missed": why, "ended": ended, "noticed": now, "adjustments": [], "plan": None}
+def missed_record(t: int, ended: float, now: float) -> dict[str, Any]:
+    """Interval t's record: missed (it ended while the node was down), when it ended and when the node saw it."""
+    return {"interval": t, "missed": DOWN, "ended": ended, "noticed": now, "adjustments": [], "plan": None}
 
 
 def missed_verdict(record: dict[str, Any], open_set: list[int]) -> dict[str, Any]:

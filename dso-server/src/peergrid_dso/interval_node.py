@@ -32,7 +32,7 @@ out, D5, Q8); enrolling the MGs and which of them it waits for, `interval_enrol`
 A restarted node resumes at the first interval its records do not hold as finished, saying where in one line, and
 resumes a half-done interval from what the DSO chain holds of it, never issuing its contracts or switching again
 (`interval_resume`, D7: before, it ran its loop again from `first_interval`). An interval already over on the
-market's clock when the loop comes to it (the node was down, or late) is recorded as missed, one line for the
+market's clock before the node's run started (it was down) is recorded as missed, one line for the
 run, with no analysis, contract or switching (`interval_missed`, D8: before, a pilot's node back after an hour
 sent contracts and switched relays for four intervals past); one already started is acted on. The market's
 clock is the MGMC chain's posted `market.clock`; without one (a pilot today, a lab without settle-by-both)
@@ -255,19 +255,23 @@ class DsoLoop:
                 await cancel_until_done(pricing)
 
     def skip_missed(self, t: int, end: int, started: float) -> int:
-        """Record the run of intervals from t already over on the market's clock as missed, publish each one's
-        final verdict (missed, `secure` None: not checked) and log one WARNING line (`interval_missed`); how
-        many. 0 without a clock (the MGMC chain's posted `market.clock`)."""
+        """Record the run of intervals from t that were over on the market's clock before this run of the node
+        `started` as missed, publish each one's final verdict (missed, `secure` None: not checked) and log one
+        WARNING line (`interval_missed`); how many. 0 without a clock (the MGMC chain's posted `market.clock`).
+        Only an outage's intervals: a node that fell behind while running catches up as the MGMCs do (they wait
+        for its verdict on the interval before theirs, so they trade late in step with it, and skipping would
+        leave trades agreed now unchecked; a loaded lab fell 8 s behind and skipped intervals)."""
         now = self.clock()
-        run = interval_missed.overdue(self.ends_at, t, end, now)
-        records = [interval_missed.missed_record(u, ended, now, started) for u, ended in run]
+        run = interval_missed.overdue(self.ends_at, t, end, min(now, started))
+        records = [interval_missed.missed_record(u, ended, now) for u, ended in run]
         open_now = sorted(self.live.open_set)
         for doc in records:  # its final verdict too: an MGMC starts an interval after the one before's
             self.publish(interval_missed.missed_verdict(doc, open_now))
             self.record(doc)
         if records:
-            whys = sorted({doc["missed"] for doc in records})
-            log.warning("%s", interval_missed.said([u for u, _ in run], "; ".join(whys), t + len(run), end))
+            log.warning(
+                "%s", interval_missed.said([u for u, _ in run], interval_missed.DOWN, t + len(run), end)
+            )
         return len(run)
 
     async def record_start(self) -> None:
