@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from test_trader import traded_chain
 
 from peergrid_controller.model import ContractRules, Microgrid, Tariff
-from peergrid_edge import guard
+from peergrid_edge import peer_forecast
 from peergrid_edge.chain_bargaining import previous_price
 from peergrid_edge.guard import forecast_for, lookback_intervals, market_forecast, within_bounds
 from peergrid_ledger.chain import LocalChain
@@ -159,7 +159,7 @@ def test_a_forecast_on_a_long_chain_reads_a_days_intervals_not_all_of_them(
         read.append(k - 1)
         return previous_price(state, k, counted)
 
-    monkeypatch.setattr(guard, "previous_price", counting)
+    monkeypatch.setattr(peer_forecast, "previous_price", counting)  # where market_forecast looks it up
     assert market_forecast(None, chain.state, 1999, 2000, lookback=lookback_intervals(0.25)) is None
     assert read == list(range(1998, 1998 - 96, -1))
     read.clear()
