@@ -25,8 +25,7 @@ import pytest
 from test_edge_capacity import BUYER_CAP, INTRADAY, REFUSED, SELLER_CAP, Chain, T
 from test_edge_guard import agent_for
 
-from peergrid_edge import chain_bargaining
-from peergrid_edge import trader as trader_module
+from peergrid_edge import agent_interval, chain_bargaining
 from peergrid_edge.replicas import Submission
 from peergrid_edge.trader import MarketAgent
 from peergrid_ledger.tx import decode_tx
@@ -38,7 +37,7 @@ CONTROL = ["cut as built", "control: blind to it"]
 def blind(monkeypatch: pytest.MonkeyPatch) -> None:
     """The edge before this change: the participant the trader built, whatever stands by the offer."""
     monkeypatch.setattr(chain_bargaining, "standing", lambda _agent, me, _t: me, raising=False)  # HEAD: none
-    monkeypatch.setattr(trader_module, "standing", lambda _agent, me, _t: me, raising=False)
+    monkeypatch.setattr(agent_interval, "standing", lambda _agent, me, _t: me)
 
 
 def agents(chain: Chain, tmp_path: Path) -> dict[str, MarketAgent]:
@@ -51,7 +50,7 @@ def agents(chain: Chain, tmp_path: Path) -> dict[str, MarketAgent]:
 
 def post_before_bargaining(monkeypatch: pytest.MonkeyPatch, chain: Chain, caps: dict[str, int]) -> None:
     """The DSO posts `caps` (MG -> Wh) after each MG's trader read its rules and solved, before it bargains."""
-    real = trader_module.bargain
+    real = agent_interval.bargain
 
     async def bargain(agent: MarketAgent, t: int, *args: Any) -> Any:
         name = agent.mg.name
@@ -59,7 +58,7 @@ def post_before_bargaining(monkeypatch: pytest.MonkeyPatch, chain: Chain, caps: 
             await chain.capacity(name, caps.pop(name))
         return await real(agent, t, *args)
 
-    monkeypatch.setattr(trader_module, "bargain", bargain)
+    monkeypatch.setattr(agent_interval, "bargain", bargain)
 
 
 def post_ahead_of_offers(chain: Chain, seller: str, caps: list[int]) -> None:

@@ -36,6 +36,7 @@ from peergrid_controller.matching import accepted_wh, match
 from peergrid_controller.model import Microgrid, Scenario
 from peergrid_controller.schedule import MgSchedule, ScheduleError
 from peergrid_controller.venues import forward_clearing
+from peergrid_edge import agent_interval
 from peergrid_edge import trader as trader_module
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.exchange_io import Deadline, SessionOutcome
@@ -352,7 +353,7 @@ def test_the_trader_does_not_bargain_a_cleared_interval_and_settles_its_forward_
     async def dispatched(*_args: Any) -> int:
         return 0
 
-    monkeypatch.setattr(trader_module, "bargain", never)
+    monkeypatch.setattr(agent_interval, "bargain", never)
     monkeypatch.setattr(agent, "_await_dso", no_verdict)
     monkeypatch.setattr(agent, "_dispatch", dispatched)
     planned: list[Any] = []

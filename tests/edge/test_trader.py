@@ -177,7 +177,7 @@ def test_the_trader_opens_its_sellers_at_the_previous_intervals_price_and_mid_bo
 
     from peergrid_controller.builder import MgState
     from peergrid_controller.scenario import load_scenario
-    from peergrid_edge import trader
+    from peergrid_edge import agent_interval
 
     chain, _ = traded_chain(7)
     calls: list[tuple[int, str, float | None]] = []
@@ -186,7 +186,7 @@ def test_the_trader_opens_its_sellers_at_the_previous_intervals_price_and_mid_bo
         calls.append((t, role, args[2] if len(args) > 2 else None))
         raise _Stop
 
-    monkeypatch.setattr(trader, "bargain", bargain)
+    monkeypatch.setattr(agent_interval, "bargain", bargain)
     agent = object.__new__(MarketAgent)
     agent.scenario = load_scenario(SCENARIO)
     agent.mg = next(m for m in agent.scenario.microgrids if m.name == "seller")

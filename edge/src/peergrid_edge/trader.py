@@ -1,9 +1,9 @@
 """The MGMC's trading agent: the design's trading interval, one after another, on the accelerated clock.
 
-Promises, per interval t (starting at `t0 + (t - first_interval) * interval_s` or when the previous one ended;
-the day around its intervals, where a restarted agent joins and what follows the last, is `agent_day.py`'s; t is
-the chain's interval number throughout, which every model call reads at its profile index t mod the scenario's
-n intervals, planning to t's day's end: `interval_plan.profile_index`):
+Promises, per interval t (`agent_interval.py`; starting at `t0 + (t - first_interval) * interval_s` or when the
+previous one ended; the day around its intervals, where a restarted agent joins and what follows the last, is
+`agent_day.py`'s; t is the chain's interval number throughout, which every model call reads at its profile index
+t mod the scenario's n intervals, planning to t's day's end: `interval_plan.profile_index`):
   0.   with `market.dayahead`, before the first interval: the day-ahead session and, once it completed, its
        forward trades (`day_stages.py`). An interval the clear closed is traded by its forward trades:
        planned with them fixed (every later forward trade is fixed in the day's plan too), not bargained
@@ -67,8 +67,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.adjustment import Adjustment
@@ -80,16 +78,14 @@ from peergrid_controller.schedule import MgSchedule, Plan
 from peergrid_edge import (
     agent_day,
     agent_dispatch,
+    agent_interval,
     agent_settlement,
     day_stages,
     dso_verdicts,
     guard,
-    interval_offer,
     interval_plan,
     own_nonce,
 )
-from peergrid_edge.chain_bargaining import bargain, position, standing
-from peergrid_edge.chain_closing import close_interval
 from peergrid_edge.config import MarketSettings
 from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
 from peergrid_edge.dso_answers import DsoAnswers, Market
@@ -97,8 +93,8 @@ from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
-from peergrid_edge.resume import PLAN_CONFIRMED, record_day, stamped
-from peergrid_edge.resume_spend import PREMIUM_PAID, RecordedSpend
+from peergrid_edge.resume import record_day, stamped
+from peergrid_edge.resume_spend import RecordedSpend
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
@@ -256,121 +252,8 @@ class MarketAgent:
         return await day_stages.run_forward(self)
 
     async def run_interval(self, t: int) -> None:
-        started = time.time()
-        sc = self.scenario
-        self.phase = "schedule"
-        # steps 1-3: the MG as the interval counts on it, its plan, guarded curve and role (`interval_offer`)
-        offer = interval_offer.prepare(self, t)
-        assert self.state is not None and self.conv_state is not None
-        mg, budget, sched, me, rules = offer.mg, offer.budget, offer.sched, offer.me, offer.rules
-        if offer.forward is None:
-            rounds = await bargain(self, t, me, offer.role, offer.feed_in, offer.retail, offer.opening)
-            me = standing(self, me, t)  # what `bargain` moved within: the DSO's re-bargains must too
-        else:  # closed by the day-ahead clear: its trades are the forward trades, nothing to bargain
-            rounds = []
-            self.forward_traded.append(t)
-        bargained = time.time()
-        self.phase = "trades"
-        mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
-        agreed_kw = net_kwh / self.dt
-        # a clean purchase is judged at its price less the owner's premium, as its curve judged it (`guard`)
-        premium_paid = guard.premium_paid(mine, self.anonym.public, rules.clean_premium)
-        chosen = guard.choose(
-            budget, offer.fallback, t, sched, agreed_kw, money, offer.fixed is not None, premium_paid
-        )
-        sched, plan2, delivered_kw = chosen.sched, chosen.plan, chosen.delivered_kw  # the DSO re-plans on it
-        injection_kw = plan2.p2p_net_export[0] + plan2.dso_net_export[0]
-        self.phase = "injection"
-        await self._submit(
-            "dso", self.d.keypair, "equivalent_injection",
-            {"interval": t, "injection": round(injection_kw * 1000), "revision": 0},
-        )  # fmt: skip
-        # step 5-6: the agreed plan goes to the DERs now, not after the DSO's verdict: the slot is metered from
-        # its start, and until a dispatch the DERs run the previous interval's setpoints (the first: the safe
-        # state). Safe because the DSO checks the trades, already agreed: what it checks is this plan's
-        # injection; a verdict that changes it is dispatched again below (L4: 44-54 % -> 86 % delivered)
-        self.phase = "dispatch"
-        early = await self._dispatch(t, plan2)
-        early_setpoints, dispatched_at, held = self.dispatched, time.time(), self.held
-        self.phase = "dso"
-        market = Market(me, offer.feed_in, offer.retail, offer.premium)
-        answers = DsoAnswers(plan2, injection_kw, delivered_kw)
-        verdict = await self._await_dso(t, sched, market, answers)
-        dso_done = time.time()
-        # every MG ends on the same closing: the DSO reopens only within its loop, so after its verdict the
-        # interval's latest closing is the last; make sure it is closed (backup closer) and read it again
-        closed = await close_interval(self, t, None)
-        mine, net_kwh, money = position(self.ledger.state("mgmc"), t, self.anonym.public)
-        # trades changed after this MG's last answer (neither what it planned with nor a re-bargain's)
-        changed = all(abs(net_kwh / self.dt - kw) > 1e-6 for kw in (agreed_kw, answers.p2p_net_kw))
-        agreed_kw = net_kwh / self.dt
-        if changed:
-            log.warning("interval %d: the final closing differs from the trades planned with: re-planning", t)
-            answers.p2p_net_kw = interval_plan.deliver(t, sched, agreed_kw)[1]
-            replanned = self.meet_limit(t, sched, answers.p2p_net_kw, answers.limit)
-            answers.plan, answers.injection_kw = replanned.plan, replanned.injection_kw
-        plan3, final_kw, adjustments = answers.plan, answers.injection_kw, answers.adjustments
-        self._stopped()
-        self.phase = "dispatch"
-        confirmed = early
-        # an adjustment, re-bargain or re-plan changed the plan: dispatched now, never left undispatched
-        if plan3 is not plan2:
-            confirmed = await self._dispatch(t, plan3)
-            if self.dispatched == early_setpoints:  # the same setpoints, written and confirmed early
-                confirmed += early
-            else:
-                held = self.held
-        metering = self._metering()
-        # kept with the interval's record too (PLAN_CONFIRMED): a restarted agent reads it back to state
-        in_full = confirmed > 0 if held is None else held
-        metering.confirmed[t] = in_full and abs(agreed_kw - answers.p2p_net_kw) < 1e-6
-        self.phase = "settle"
-        # settle_by_both: stated once the interval ended and a PCC reading after its end was taken
-        settled = await self.settler.settle(t, mine, self.anonym.public, metering.not_before(t))
-        if mine:  # a counterparty's dispute may need this MG's readings too
-            agent_settlement.watch_counterparties(self, t)
-        await self.settler.retry_due()  # earlier refusals get a try each interval, even with no idle time
-        # the guard's booked cost and state where the plan it chose ran on (a mix of two plans is no schedule's)
-        if plan3 is plan2 and chosen.cost is not None and chosen.state is not None:
-            cost, self.state = chosen.cost, chosen.state
-        else:
-            cost, self.state = sched.first_interval_cost_and_state()
-        # the premium on the final closing's clean purchases is what the owner chose to pay: credited back to the
-        # budget (`guard.premium_paid`; charged in full it locked a premium buyer out, M15's U5 F5)
-        premium_paid = guard.premium_paid(mine, self.anonym.public, rules.clean_premium)
-        budget.charge(cost - money - premium_paid)
-        limit_kw = None if answers.limit is None else answers.limit_kw()
-        conv_cost, self.conv_state, to_go = interval_plan.counterfactual(
-            mg, self.dt, sc.intervals, interval_plan.profile_index(t, sc.intervals), self.conv_state, limit_kw,
-            self.state if t == self._last_interval() else None,
-        )  # fmt: skip
-        self.phase = "done"
-        self.last = {"interval": t, "role": offer.role, "rounds": len(rounds), "trades": len(mine)}
-        self._record(
-            {
-                "interval": t, "mg": mg.name, "anonym": self.name, "role": offer.role, "opening": offer.opening,
-                "forward": offer.forward, "rounds": rounds,
-                "trades": [
-                    {"seller": tr["seller"].hex(), "buyer": tr["buyer"].hex(), "price": tr["price"] / 1000,
-                     "quantity_kwh": tr["quantity"] / 1000, "id": tid.hex()}
-                    for tid, tr in mine
-                ],
-                "net_p2p_kwh": net_kwh, "shortfall_kwh": (agreed_kw - answers.p2p_net_kw) * self.dt,
-                "p2p_money": money, "cost_p2p": cost - money, "cost_conventional": conv_cost,
-                "injection_kw": injection_kw, "final_injection_kw": final_kw, "limits": answers.limits,
-                "adjustments": [{"met": a.met, "injection_kw": a.injection_kw, "reason": a.reason}
-                                for a in adjustments],
-                "rebargains": answers.rebargains, "closed": closed, "owed": self._owed_in(t),
-                "verdict": verdict is not None, "secure": (verdict or {}).get("secure"),
-                "unmet": (verdict or {}).get("unmet"),
-                "dispatch_confirmed": confirmed, PLAN_CONFIRMED: metering.confirmed[t], "settled": settled,
-                "times": {"start": started, "bargained": bargained, "dispatched": dispatched_at,
-                          "dso_done": dso_done, "end": time.time()},
-                "heights": self.ledger.heights(), "cost_to_go": to_go, "uncounted": offer.uncounted,
-                "conv_state": asdict(self.conv_state), **guard.record(budget, chosen, cost - money),
-                **({PREMIUM_PAID: premium_paid} if premium_paid > 0 else {}),
-            }
-        )  # fmt: skip
+        """Interval t, steps 1-8 (`agent_interval.run_interval`), its record written."""
+        await agent_interval.run_interval(self, t)
 
     def _owed_in(self, t: int) -> int:
         """What this MG owed when its debt kept it from buying in interval t (micro-units; 0: it did not)."""
