@@ -195,6 +195,7 @@ def test_the_trader_opens_its_sellers_at_the_previous_intervals_price_and_mid_bo
     agent.name = agent.anonym.public.hex()
     agent.state = agent.conv_state = MgState.initial(agent.mg)
     agent.d = SimpleNamespace(ledger=SimpleNamespace(state=lambda role: chain.state))  # type: ignore[assignment]
+    agent.settler = SimpleNamespace(by_both=False)  # type: ignore[assignment]  # statements not from meters
     for t in (8, 9):
         with pytest.raises(_Stop):
             asyncio.run(agent.run_interval(t))
