@@ -298,14 +298,7 @@ class Testbed:
                 _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + 8
         for child in reversed(self.children):
-            try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            # Kill the whole group even when the leader exited: no grandchild may outlive the testbed.
-            _signal_group(child.process, signal.SIGKILL)
-            if child.process.poll() is None:
-                child.process.wait(timeout=5)
+            _kill_after(child.process, max(0.1, deadline - time.monotonic()))
         if self.broker is not None:
             self.broker.stop()
         # the record of what ended first: pids.json is never gone before a checker has the PIDs elsewhere
@@ -325,11 +318,17 @@ def _replace_json(path: Path, value: Any, indent: int | None = None) -> None:
 def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 8.0) -> None:
     """End one child's process group as `Testbed.stop` ends each: SIGTERM, SIGKILL after `grace_s`."""
     _signal_group(proc, signal.SIGTERM)
+    _kill_after(proc, grace_s)
+
+
+def _kill_after(proc: subprocess.Popen[bytes], wait_s: float) -> None:
+    """Wait up to `wait_s` for a child told to stop, then SIGKILL its group."""
     try:
-        proc.wait(timeout=grace_s)
+        proc.wait(timeout=wait_s)
     except subprocess.TimeoutExpired:
         pass
-    _signal_group(proc, signal.SIGKILL)  # no grandchild outlives it
+    # Kill the whole group even when the leader exited: no grandchild may outlive the testbed.
+    _signal_group(proc, signal.SIGKILL)
     if proc.poll() is None:
         proc.wait(timeout=5)
 
