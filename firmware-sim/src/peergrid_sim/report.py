@@ -38,7 +38,7 @@ from peergrid_sim.report_bound import owner_bound
 from peergrid_sim.report_html import html, share_of_gain
 from peergrid_sim.report_ledger import ledger_figures, stores, verify_stores
 from peergrid_sim.report_uplift import uplift_section
-from peergrid_sim.report_why import check_why
+from peergrid_sim.report_why import acted_on, check_why
 
 log = logging.getLogger("peergrid_sim.report")
 
@@ -278,20 +278,17 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
         per_node: dict[str, Any] = next((v for c, v in consensus.items() if c.startswith(role + "-")), {})
         figures["round_timeouts"] = {node: st.get("round_timeouts", 0) for node, st in per_node.items()}
     within_bound, rationality = owner_bound(edges, cost_p2p, cost_conv, set(intervals))
+    acted = acted_on(dso)
     checks = {
         # a failed interval is not done, nor one the DSO missed (over before it came to it: D8's interval_missed)
-        "intervals_done": len([r for r in dso if "error" not in r and "missed" not in r]),
+        "intervals_done": len(acted),
         "replicas_agree": bool(ledger) and all(c["identical_heads"] for c in ledger.values()),
         # None: not checked, a lab stopped before its coordinated halt (`stop_note` says so, not a failure)
         "quiesced": None if unquiesced else bool(quiesce and quiesce.get("ok")),
         "head_spread": {c: v["head_spread"] for c, v in ledger.items()},
         "stores_verify": all(v == "ok" for v in verified.values()),
         "settled_trades_proven": proofs["settled"] > 0 and proofs["verified"] == proofs["settled"],
-        "topology_secure": all(
-            not r.get("after", {}).get("violations", ["?"])
-            for r in dso
-            if "error" not in r and "missed" not in r
-        ),
+        "topology_secure": all(not r.get("after", {}).get("violations", ["?"]) for r in acted),
         # within its conventional day plus the risk allowance its owner accepted (`report_bound`)
         "p2p_not_dearer": within_bound,
         "dso_ready_before_mgmcs": start.get("dso_ready_before_mgmcs"),

@@ -26,19 +26,19 @@ are summed over them; None: every record). Pure; no I/O.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
 from typing import Any
 
-from peergrid_sim.report_limits import cause, limited_intervals
+from peergrid_sim.report_limits import cause, finite, limited_intervals
 
 SLACK = 1e-6  # currency: the float sums' rounding
 
 
 def _number(value: Any, mg: str, what: str, errors: list[str]) -> float:
-    """`value` as a finite float; anything else is named in `errors` and counted as 0."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+    """`value` as a finite float (`report_limits.finite`); anything else is named in `errors` and counted as 0."""
+    number = finite(value)
+    if number is not None:
+        return number
     errors.append(f"{mg}: {what} is not a number: {value!r}"[:200])
     return 0.0
 

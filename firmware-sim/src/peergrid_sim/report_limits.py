@@ -13,7 +13,8 @@ Promises: `limited_intervals(mg, recs, errors, window)` reads an MGMC's interval
 answer says it could not reach its limit (None: the record holds no answer). A limit the MG met counts too: it
 bound the plan the same way (the MG re-planned to reach it). Forward trades are the record's trades where the
 record names its day-ahead session (`forward`); each is `bought` or `sold` by the record's `anonym`. A figure
-that is not a number is named in `errors` and left out, never raised. Pure; no I/O.
+that is not a number is named in `errors` and left out, never raised (`finite(value)`: a finite number as a
+float, else None; `report_bound` reads its guard fields by it too). Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from collections.abc import Collection
 from typing import Any
 
 
-def _number(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """`value` as a float where it is a finite number (not a bool), else None."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
@@ -66,7 +68,7 @@ def limited_intervals(
         answers = [a for a in r.get("adjustments") or [] if isinstance(a, dict)]
         if not limits and not answers:
             continue
-        costs = {k: _number(r.get(k)) for k in ("cost_p2p", "cost_conventional")}
+        costs = {k: finite(r.get(k)) for k in ("cost_p2p", "cost_conventional")}
         for k, v in costs.items():
             if v is None:
                 errors.append(f"{mg}: interval {r.get('interval')}: {k} is not a number: {r.get(k)!r}"[:200])
@@ -82,9 +84,7 @@ def limited_intervals(
                 "forward": r.get("forward") or None,
                 "forward_trades": trades,
                 "forward_kwh": {
-                    side: round(
-                        sum(_number(t["quantity_kwh"]) or 0.0 for t in trades if t["side"] == side), 6
-                    )
+                    side: round(sum(finite(t["quantity_kwh"]) or 0.0 for t in trades if t["side"] == side), 6)
                     for side in ("bought", "sold")
                 },
                 "cost_p2p": p2p,

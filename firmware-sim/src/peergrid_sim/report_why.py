@@ -5,12 +5,20 @@ Promises: `check_why(report)` gives {check: sentence} for every check in `report
 each sentence names the counts behind the verdict and, on a failure, what failed (the first five). Pure: reads
 the report's own sections (`intervals`, `dso`, `quiesce`, `ledger`, `stores_verify`, `proofs`, `start`), never
 a file. A section missing (a report from before it) gives "no figures in the report", never an error.
+`acted_on(records)` keeps the DSO records of intervals it acted on (not failed, not missed), the rule the
+report's own `intervals_done` and `topology_secure` count by too.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
+
+
+def acted_on(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The DSO's interval records of intervals it acted on: neither failed (`error`) nor missed (over before it
+    came to them, D8's `missed`). The one rule `intervals_done` and `topology_secure` count by (`report`)."""
+    return [r for r in records if "error" not in r and "missed" not in r]
 
 
 def check_why(report: dict[str, Any]) -> dict[str, str]:
@@ -45,7 +53,7 @@ def _intervals(report: dict[str, Any]) -> str:
     if missed:  # over before the DSO came to them (down, or behind): recorded, not acted on (D8)
         whys = sorted({str(r["missed"]) for r in records if "missed" in r and "error" not in r})
         words += f"; the DSO missed intervals {_first(missed)} ({'; '.join(whys)})"
-    if twice:  # a restarted DSO node runs its loop again from the first interval
+    if twice:  # a DSO node that ran an interval twice
         words += f"; intervals {_first(twice)} recorded more than once (the DSO node ran them again)"
     missing = sorted(set(asked) - {r.get("interval") for r in records})
     if missing:
@@ -97,9 +105,7 @@ def _proofs(report: dict[str, Any]) -> str:
 
 
 def _topology(report: dict[str, Any]) -> str:
-    records = [
-        r for r in report.get("dso", []) if isinstance(r, dict) and "error" not in r and "missed" not in r
-    ]
+    records = acted_on([r for r in report.get("dso", []) if isinstance(r, dict)])
     unanalysed = [r.get("interval") for r in records if "violations" not in r.get("after", {})]
     broken = [r.get("interval") for r in records if r.get("after", {}).get("violations")]
     words = f"{len(records) - len(unanalysed) - len(broken)} of {len(records)} intervals without a violation after the DSO's part"
