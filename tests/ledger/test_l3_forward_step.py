@@ -9,29 +9,14 @@ TotWh_SF read as ten times the energy. A meter that counts within its connection
 from __future__ import annotations
 
 from itertools import accumulate, pairwise
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_l2_never_rolls import EXPORT, ONE_MW, leaf  # a PCC meter's reading leaf, its export counter
 
-from peergrid_ledger.codec import encode
-from peergrid_ledger.counter_roll import ACC32, ROLLS, counted_forward, roll_bound_mwh, rolled_over
-from peergrid_ledger.metering import COUNTER, CounterBroken, Unmetered, metered, samples
-
-EXPORT = COUNTER["seller"]
-ONE_MW = 1_000_000
-
-
-def leaf(at_ms: int, mwh: int, rolls: bool | None = None) -> bytes:
-    """A PCC meter reading leaf as the edge encodes it, its export counter at `mwh` (`rolls` False: an MQTT
-    meter's, None: no field, a Modbus meter's or any leaf sealed before L2)."""
-    fields: dict[str, Any] = {"at_ms": at_ms, "device": "pcc", "milli": {EXPORT: mwh, "power_w": 0}}
-    fields["nature"] = "meter"
-    if rolls is not None:
-        fields[ROLLS] = rolls
-    return encode(fields)
-
+from peergrid_ledger.counter_roll import ACC32, counted_forward, roll_bound_mwh, rolled_over
+from peergrid_ledger.metering import CounterBroken, Unmetered, metered, samples
 
 # the power bounding a step: a posted connection (1 kW to 20 MW) or None, none posted (10 MW)
 MOST_W = st.none() | st.integers(1_000, 20_000_000)
