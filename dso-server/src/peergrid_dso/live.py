@@ -129,7 +129,7 @@ def stored_word(chain: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes
     of another chain is `ConfigError` in the node's words (`node_cli.open_store`), here before the web server
     starts. Opens the store and closes it; never creates one."""
     from peergrid_ledger.consensus.node_cli import load_genesis
-    from peergrid_ledger.store import BlockStore, StoreError
+    from peergrid_ledger.store import BlockStore, StoreError, StoreState
 
     data_dir = Path(chain.data_dir)
     if not data_dir.is_dir() or not any(data_dir.iterdir()):
@@ -142,23 +142,9 @@ def stored_word(chain: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes
     try:
         if store.genesis.hash != genesis.hash:
             raise ConfigError(f"{data_dir}: holds another chain's store (genesis differs)")
-        return _word([_Committed(store)], queue)
+        return _word([StoreState(store)], queue)
     finally:
         store.close()
-
-
-class _Committed:
-    """A store's committed state at its head as a `StateReader`, key by key (as `peergrid-ledger rules` reads
-    it): nothing loaded whole."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def get(self, key: bytes) -> bytes | None:
-        from peergrid_ledger.store import STATE_PREFIX
-
-        value: bytes | None = self.store.raw_get(STATE_PREFIX + key)
-        return value
 
 
 def _word(states: list[Any], queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:

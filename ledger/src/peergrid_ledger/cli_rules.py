@@ -16,23 +16,13 @@ from typing import Any
 from .cli_args import UsageError, public_key, write_json
 from .contracts.market_state import last_interval_key, rules_for, rules_key
 from .state import read_obj
-from .store import STATE_PREFIX, BlockStore, StoreError
+from .store import BlockStore, StoreError, StoreState
 from .store_copy import CopyError, opened_copy
-
-
-class _StoreState:
-    """The committed state of an open store, read key by key (a `StateReader`)."""
-
-    def __init__(self, store: BlockStore) -> None:
-        self.store = store
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.store.raw_get(STATE_PREFIX + key)
 
 
 def rules_doc(store: BlockStore, key: bytes, interval: int | None) -> dict[str, Any]:
     """What `peergrid-ledger rules` prints for `key` (module)."""
-    state = _StoreState(store)
+    state = StoreState(store)
     last = read_obj(state, last_interval_key(key))
     at = (0 if last is None else int(last) + 1) if interval is None else interval
     return {

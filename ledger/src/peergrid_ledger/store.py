@@ -252,3 +252,15 @@ class BlockStore:
 
     def raw_put(self, key: bytes, value: bytes) -> None:
         self._db.put(key, value, sync=True)
+
+
+class StoreState:
+    """The committed state of an open store at its head, read key by key (a `state.StateReader`): nothing loaded
+    whole, for a reader of a few keys of a long chain (`peergrid-ledger rules`; the DSO's check of the loop's keys
+    before its node opens the store, `peergrid_dso.live.stored_word`)."""
+
+    def __init__(self, store: BlockStore) -> None:
+        self.store = store
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.store.raw_get(STATE_PREFIX + key)
