@@ -105,7 +105,8 @@ class OnChain:
 
 
 def plan_id(t: int) -> str:
-    """The switching plan id the planner gives interval t (`services.interval.IntervalPlanner.switching_plan`)."""
+    """The switching plan id of interval t: the planner's (`services.interval.IntervalPlanner.switching_plan`), so
+    a restart finds on the chain the plan its run before made."""
     return f"interval-{t}"
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peergrid_dso.feeder.model import Feeder
+from peergrid_dso.interval_resume import plan_id
 from peergrid_dso.services.powerflow import ac_power_flow, closed_mask, net_injection_mw
 from peergrid_dso.services.reconfiguration import reconfigure
 from peergrid_dso.services.security import (
@@ -134,5 +135,5 @@ class IntervalPlanner:
             return None
         p, q = net_injection_mw(self.feeder, injections)
         return plan_switching(
-            self.feeder, self.open_set, target, plan_id=f"interval-{t}", interval=t, p_inj_mw=p, q_inj_mvar=q
+            self.feeder, self.open_set, target, plan_id=plan_id(t), interval=t, p_inj_mw=p, q_inj_mvar=q
         )
