@@ -107,11 +107,7 @@ def loop_key_faults(
     authorised for one MG; the loop hears only the config's)."""
     faults: list[str] = []
     warnings: list[str] = []
-    for mg, entry in sorted(mgs.items()):
-        try:
-            node, anonym = bytes.fromhex(entry.node), bytes.fromhex(entry.anonym)
-        except ValueError:  # not hex: the node's own start refuses it, with its own words
-            continue
+    for mg, (node, anonym) in sorted(_loop_pairs(mgs).items()):
         others = [
             e
             for e in enrolments.values()
@@ -135,6 +131,18 @@ def loop_key_faults(
                 f"config's; revoke the other (console, Operations -> Enrolment) or put its keys in loop.mgs.{mg}"
             )
     return faults, warnings
+
+
+def _loop_pairs(mgs: Mapping[str, Any]) -> dict[str, tuple[bytes, bytes]]:
+    """The loop's MGs' (MGMC key, anonym), by MG, in the config's order; an MG whose keys are not hex is left out:
+    the node's own start refuses it, with its own words."""
+    pairs: dict[str, tuple[bytes, bytes]] = {}
+    for mg, entry in mgs.items():
+        try:
+            pairs[mg] = (bytes.fromhex(entry.node), bytes.fromhex(entry.anonym))
+        except ValueError:
+            continue
+    return pairs
 
 
 def check_loop_keys(mgs: Mapping[str, Any], enrolments: Mapping[bytes, Enrolment]) -> list[str]:
@@ -182,12 +190,7 @@ def as_the_loop_starts(
     keys (`EnrolmentService.keep_in`), then the chain's word on every entry (`follow_chain`). `chain_word(pairs)`
     gives, of the (MGMC key, anonym) pairs, the keys revoked and the anonyms enrolled on the DSO chain, or None
     where there is no chain yet (a first start): the file's word then stands."""
-    loop_pairs = {}
-    for mg, entry in mgs.items():
-        try:
-            loop_pairs[bytes.fromhex(entry.node)] = (bytes.fromhex(entry.anonym), mg)
-        except ValueError:  # not hex: the node's own start refuses it, with its own words
-            continue
+    loop_pairs = {node: (anonym, mg) for mg, (node, anonym) in _loop_pairs(mgs).items()}
     pairs = [(e.mgmc, e.anonym) for e in kept.values()] + [(k, a) for k, (a, _) in loop_pairs.items()]
     word = chain_word(pairs)
     if word is None:
