@@ -80,8 +80,8 @@ def missed_verdict(record: dict[str, Any], open_set: list[int]) -> dict[str, Any
             "unmet": None, "missed": record["missed"]}  # fmt: skip
 
 
-def said(run: list[int], why: str, next_interval: int, end: int) -> str:
+def said(run: list[int], next_interval: int, end: int) -> str:
     """The one line for a run of missed intervals, naming where the loop goes on."""
     span = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
     goes_on = f"going on with interval {next_interval}" if next_interval < end else "no interval left to run"
-    return f"intervals {span} missed, over before the DSO worked on them ({why}): no contract, no switching; {goes_on}"
+    return f"intervals {span} missed, over before the DSO worked on them ({DOWN}): no contract, no switching; {goes_on}"

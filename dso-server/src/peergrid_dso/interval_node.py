@@ -269,9 +269,7 @@ class DsoLoop:
             self.publish(interval_missed.missed_verdict(doc, open_now))
             self.record(doc)
         if records:
-            log.warning(
-                "%s", interval_missed.said([u for u, _ in run], interval_missed.DOWN, t + len(run), end)
-            )
+            log.warning("%s", interval_missed.said([u for u, _ in run], t + len(run), end))
         return len(run)
 
     async def record_start(self) -> None:
