@@ -38,14 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from peergrid_controller.model import Scenario
 from peergrid_edge import agent_settlement, day_stages, guard, own_nonce
-from peergrid_edge.config import MarketSettings
+from peergrid_edge.config import MarketSettings, slot_at, slot_start
 from peergrid_edge.resume import initial_state, record_day, resume_interval, resumed_counterfactual
 from peergrid_edge.resume_spend import recorded_spend
 
@@ -130,25 +129,20 @@ class Calendar:
         if first <= s.first_interval:
             return s
         update: dict[str, object] = {"first_interval": first,
-                                     "t0": s.t0 + (first - s.first_interval) * s.interval_s}  # fmt: skip
+                                     "t0": slot_start(s, first)}  # fmt: skip
         if s.intervals is not None:
             update["intervals"] = s.first_interval + s.intervals - first
         return s.model_copy(update=update)
-
-    def start_of(self, t: int) -> float:
-        """The wall second chain interval t's slot starts (the one clock of every day: `settings_of`)."""
-        s = self.settings
-        return s.t0 + (t - s.first_interval) * s.interval_s
 
     def next_start(self, after: float) -> float | None:
         """The start of the run's first interval that starts after wall second `after`, on whichever day it is;
         None: the run has no interval left to start (`last`)."""
         s = self.settings
-        t = max(s.first_interval, s.first_interval + math.floor((after - s.t0) / s.interval_s))
-        while self.start_of(t) <= after:  # past a float's rounding too: strictly after
+        t = max(s.first_interval, slot_at(s, after))
+        while slot_start(s, t) <= after:  # past a float's rounding too: strictly after
             t += 1
         last = self.last()
-        return None if last is not None and t > last else self.start_of(t)
+        return None if last is not None and t > last else slot_start(s, t)
 
     def resume_from(self, now: float) -> int:
         """Where a (re)started agent looks for the interval it joins (`resume.resume_interval`): the configured
@@ -159,8 +153,7 @@ class Calendar:
         joined it: a restart on day 400 went back to day 3 and ran every interval since, each long past and
         each waiting for the DSO's verdict on the one before."""
         s = self.settings
-        now_t = s.first_interval + math.floor((now - s.t0) / s.interval_s)
-        start = max(s.first_interval, self.day_of(now_t) * self.per_day)
+        start = max(s.first_interval, self.day_of(slot_at(s, now)) * self.per_day)
         last = self.last()
         return start if last is None else min(start, max(s.first_interval, last + 1))
 

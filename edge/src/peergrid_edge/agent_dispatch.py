@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.model import Microgrid
 from peergrid_edge.actuation import view_of
-from peergrid_edge.config import MarketSettings
+from peergrid_edge.config import MarketSettings, slot_start
 from peergrid_edge.dispatch import DeviceView, Schedule
 from peergrid_edge.interval_plan import day_end, profile_index
 from peergrid_edge.planning import schedule_from_plan
@@ -47,14 +47,10 @@ def plan_valid_until(market: MarketSettings, day_end: int, t: int) -> float:
     """Until when chain interval t's plan is followed by the clock alone with no newer plan: the end of t + 1,
     the day's last interval's own end. `day_end`: the chain interval after the last of t's day
     (`interval_plan.day_end`; the agent's `_last_interval`, with `market.intervals`)."""
-
-    def start(k: int) -> float:  # the wall time interval k's slot starts (the agent's `_start_of`)
-        return market.t0 + (k - market.first_interval) * market.interval_s
-
     last = day_end - 1
     if market.intervals is not None:
         last = min(last, market.first_interval + market.intervals - 1)
-    return start(t + 1) if t >= last else start(t + 2)
+    return slot_start(market, t + 1) if t >= last else slot_start(market, t + 2)
 
 
 def bridge_until(market: MarketSettings, wall: float) -> float:

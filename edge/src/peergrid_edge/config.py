@@ -7,6 +7,7 @@ config it would trip over later. Nothing here is reloadable: a changed file mean
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -274,6 +275,19 @@ class MetricsSettings(StrictSettings):
 # seldom at their fastest (2-4 s at 500-ms blocks with 30 MGMCs, bench/RESULTS.md), so this bounds what can
 # never fit rather than promising what will.
 ROUNDS_SHARE = 0.75
+
+
+def slot_start(market: MarketSettings, t: int) -> float:
+    """The wall second chain interval t's slot starts on `market`'s clock: t0 + (t - first_interval) x
+    interval_s, the one clock of every day (a later day's settings, `agent_day.Calendar.settings_of`, name the
+    same second for t)."""
+    return market.t0 + (t - market.first_interval) * market.interval_s
+
+
+def slot_at(market: MarketSettings, wall: float) -> int:
+    """The chain interval whose slot wall second `wall` is in on `market`'s clock (before the first: a lower
+    number)."""
+    return market.first_interval + math.floor((wall - market.t0) / market.interval_s)
 
 
 def rounds_that_fit(interval_s: float, block_period_ms: int, bargainings: int) -> int:

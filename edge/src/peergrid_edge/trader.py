@@ -86,7 +86,7 @@ from peergrid_edge import (
     interval_plan,
     own_nonce,
 )
-from peergrid_edge.config import MarketSettings
+from peergrid_edge.config import MarketSettings, slot_start
 from peergrid_edge.day_stages import dayahead_deadline  # noqa: F401 - T1's test_edge_forward_skew imports it here
 from peergrid_edge.dso_answers import DsoAnswers, Market
 from peergrid_edge.exchange_io import SessionOutcome
@@ -223,7 +223,7 @@ class MarketAgent:
         return record_day(self.s.t0, self.s.first_interval)
 
     def _start_of(self, t: int) -> float:
-        return self.s.t0 + (t - self.s.first_interval) * self.s.interval_s
+        return slot_start(self.s, t)
 
     def _last_interval(self) -> int:
         """The chain interval its day ends with: the last of its first interval's day (`interval_plan.day_end`),
