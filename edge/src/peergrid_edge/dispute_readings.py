@@ -63,7 +63,7 @@ class DisputeReadings:
     ) -> None:  # fmt: skip
         self.url, self.node, self._sealed = url.rstrip("/"), node, sealed
         self._dso = DsoHttp(url, ca_file, timeout_s)
-        self.commit_ms, self.max_gap_ms, self.timeout_s = commit_ms, max_gap_ms, timeout_s
+        self.commit_ms, self.max_gap_ms = commit_ms, max_gap_ms  # (the timeout is the client's: `DsoHttp`)
         self.taken: set[int] = set()  # commitment intervals the DSO accepted from this poster
         # commitment intervals the DSO refused at the last post as read by no dispute it waits on (409): a quick
         # post does not send them again (they are refused alike until the DSO says it misses them)

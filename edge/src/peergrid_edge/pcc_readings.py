@@ -274,10 +274,15 @@ class MgMetering:
         if not self.poll_s:
             return None
         start = self.window_of(interval)[0]
-        spans = commitment_intervals((start, start), round(self.commit_s * 1000), self.max_gap_ms)
-        leaves = [leaf for c in spans for leaf in self.store.leaves(c)]
-        most_w = None if self.roll_w is None else self.roll_w(interval)
+        leaves, most_w = self._readings(interval, (start, start))
         return start_unseen(leaves, start, now_ms, self.max_gap_ms, most_w=most_w)
+
+    def _readings(self, interval: int, window: tuple[int, int]) -> tuple[list[bytes], int | None]:
+        """The stored reading leaves of the commitment intervals around `window` (ms) and the power bounding a
+        roll-over of the meter's counters in `interval` (`roll_w`; None: none posted)."""
+        spans = commitment_intervals(window, round(self.commit_s * 1000), self.max_gap_ms)
+        leaves = [leaf for c in spans for leaf in self.store.leaves(c)]
+        return leaves, None if self.roll_w is None else self.roll_w(interval)
 
     def statement(self, pending: PendingSettle) -> int | None:
         """The Wh this MG states for a trade: its PCC meter's share (`statement_wh`) from its stored readings;
@@ -296,9 +301,7 @@ class MgMetering:
             return quantity if verdict else None
         total = max(quantity, sum(int(tr["quantity"]) for tr in mine))
         window = self.window_of(pending.interval)
-        spans = commitment_intervals(window, round(self.commit_s * 1000), self.max_gap_ms)
-        leaves = [leaf for c in spans for leaf in self.store.leaves(c)]
-        most_w = None if self.roll_w is None else self.roll_w(pending.interval)
+        leaves, most_w = self._readings(pending.interval, window)
         try:
             return statement_wh(
                 leaves, window, pending.party, quantity, total, self.max_gap_ms, most_w=most_w
