@@ -125,7 +125,7 @@ class ScriptedSettler:
         assert while_pending
         self.worked.append(until)
 
-    def end_of_day(self) -> None:
+    def end_of_day(self, first: int | None = None) -> None:
         self.ended += 1
 
 

@@ -238,10 +238,7 @@ def end_days_before(agent: MarketAgent, first: int | None = None) -> None:
     recorded; a statement whose counterparty may still state is kept), and the kept statements of trades
     the chain shows settled pruned. `first`: a new day's first interval, whose own trades and later ones
     stay (`market.days`, between days); None: every trade (the run's end, `settle_day`)."""
-    if first is None:  # (a test's stand-in Settler knows the run's end only)
-        agent.settler.end_of_day()
-    else:
-        agent.settler.end_of_day(first)
+    agent.settler.end_of_day(first)
     try:  # housekeeping: a file it cannot delete must not fail the day (a restart would meet it again)
         if agent.sealed is not None:  # (it keeps nothing on a chain that does not seal statements)
             agent.sealed.prune(agent.ledger.state("mgmc"))
