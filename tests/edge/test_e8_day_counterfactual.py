@@ -16,14 +16,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from test_p4_days import FIRST, N, scenario_file, settings, traded_run
+from test_p4_days import FIRST, N, days_chain, scenario_file, settings, traded_run
 from test_settlement import Node
 
 from peergrid_controller.builder import MgState
 from peergrid_controller.scenario import load_scenario
 from peergrid_edge.resume import initial_state, record_day, resumed_counterfactual, stamped
-from peergrid_ledger.genesis import Account, Genesis, Params
-from peergrid_ledger.keys import Keypair, write_keyfile
 
 T0 = 1_800_000_000.0
 DAY0, DAY1 = record_day(T0, FIRST), record_day(T0 + (N - FIRST) * 0.6, N)
@@ -72,14 +70,7 @@ def test_a_real_agent_restarted_at_the_new_days_first_interval_resumes_the_count
     trades 22 and 23 and stops while it waits for 24, holding the counterfactual it would carry into day 1; the
     restart joins 24 with nothing of day 1 recorded and starts from that same state. Before: from the battery
     it read (its own P2P state afresh)."""
-    me, peer, authority = (Keypair.generate() for _ in range(3))
-    write_keyfile(tmp_path / "anonym.key", me)
-    genesis = Genesis(
-        chain="mgmc-e8-days", time=0, authorities=(authority.public,),
-        accounts=(Account(authority.public, ("mgmc",)), Account(me.public, ("anonym",)),
-                  Account(peer.public, ("anonym",))),
-        contracts=("market",), params=Params(credit_limit=10**12),
-    )  # fmt: skip
+    me, peer, authority, genesis = days_chain(tmp_path, "mgmc-e8-days")
     first_run: list[dict[str, Any]] = []
     second_run: list[dict[str, Any]] = []
 

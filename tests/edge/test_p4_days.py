@@ -91,6 +91,20 @@ class NoReadings:
         return False
 
 
+def days_chain(tmp_path: Path, chain: str) -> tuple[Keypair, Keypair, Keypair, Genesis]:
+    """A single-authority MGMC chain of two anonyms (this MG's, its key written to tmp_path/anonym.key, and a
+    peer's): the keys (me, peer, authority) and its genesis."""
+    me, peer, authority = (Keypair.generate() for _ in range(3))
+    write_keyfile(tmp_path / "anonym.key", me)
+    genesis = Genesis(
+        chain=chain, time=0, authorities=(authority.public,),
+        accounts=(Account(authority.public, ("mgmc",)), Account(me.public, ("anonym",)),
+                  Account(peer.public, ("anonym",))),
+        contracts=("market",), params=Params(credit_limit=10**12),
+    )  # fmt: skip
+    return me, peer, authority, genesis
+
+
 def traded_run(
     node: Node,
     market: MarketSettings,
@@ -138,14 +152,7 @@ def traded_run(
 
 
 def test_the_agent_trades_into_the_next_day_and_a_restart_there_resumes_that_day(tmp_path: Path) -> None:
-    me, peer, authority = (Keypair.generate() for _ in range(3))
-    write_keyfile(tmp_path / "anonym.key", me)
-    genesis = Genesis(
-        chain="mgmc-days", time=0, authorities=(authority.public,),
-        accounts=(Account(authority.public, ("mgmc",)), Account(me.public, ("anonym",)),
-                  Account(peer.public, ("anonym",))),
-        contracts=("market",), params=Params(credit_limit=10**12),
-    )  # fmt: skip
+    me, peer, authority, genesis = days_chain(tmp_path, "mgmc-days")
     base = load_scenario(scenario_file(tmp_path)).microgrids[0]
     first_run: list[dict[str, Any]] = []
     second_run: list[dict[str, Any]] = []

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from edge_helpers import stand_in_daemon
-from test_p4_days import INTERVAL_S, N, NoReadings, scenario_file, settings
+from test_p4_days import INTERVAL_S, N, NoReadings, days_chain, scenario_file, settings
 from test_settlement import Node
 
 from peergrid_controller.builder import MgState
@@ -30,8 +30,7 @@ from peergrid_edge.config import MarketSettings
 from peergrid_edge.interval_plan import day_end, profile_index
 from peergrid_edge.resume import record_day, resumed_counterfactual, stamped
 from peergrid_edge.trader import MarketAgent
-from peergrid_ledger.genesis import Account, Genesis, Params
-from peergrid_ledger.keys import Keypair, write_keyfile
+from peergrid_ledger.keys import Keypair
 
 DAY_1000 = 1000 * N
 
@@ -52,14 +51,7 @@ def test_a_schedule_on_day_1000_is_the_size_of_day_0s(tmp_path: Path) -> None:
     prepared for real (`interval_offer.prepare`: the MG it counts on, its strict guard's budget and alternative,
     the day's plan on the chain's price forecast, its curve and bounds) and dispatched into the daemon's schedule
     (`agent_dispatch.plan_schedule`). Day 1000's schedule, profiles, budget, plan and forecast are day 0's."""
-    me, peer, authority = (Keypair.generate() for _ in range(3))
-    write_keyfile(tmp_path / "anonym.key", me)
-    genesis = Genesis(
-        chain="mgmc-p5", time=0, authorities=(authority.public,),
-        accounts=(Account(authority.public, ("mgmc",)), Account(me.public, ("anonym",)),
-                  Account(peer.public, ("anonym",))),
-        contracts=("market",), params=Params(credit_limit=10**12),
-    )  # fmt: skip
+    me, peer, authority, genesis = days_chain(tmp_path, "mgmc-p5")
     rows: dict[int, list[dict[str, Any]]] = {0: [], 1000: []}
 
     async def run_day(node: Node, start: int) -> MarketAgent:

@@ -14,27 +14,18 @@ import asyncio
 import time
 from pathlib import Path
 
-from test_p4_days import FIRST, INTERVAL_S, N, scenario_file, settings, traded_run
+from test_p4_days import FIRST, INTERVAL_S, N, days_chain, scenario_file, settings, traded_run
 from test_settlement import Node
 
 from peergrid_controller.scenario import load_scenario
 from peergrid_edge.agent_day import Calendar
 from peergrid_edge.trader import MarketAgent
-from peergrid_ledger.genesis import Account, Genesis, Params
-from peergrid_ledger.keys import Keypair, write_keyfile
 
 UNTRADED = 23  # day 0's last interval: nobody took part in it
 
 
 def test_a_restart_on_day_one_does_not_go_back_to_an_untraded_interval_of_day_zero(tmp_path: Path) -> None:
-    me, peer, authority = (Keypair.generate() for _ in range(3))
-    write_keyfile(tmp_path / "anonym.key", me)
-    genesis = Genesis(
-        chain="mgmc-r44", time=0, authorities=(authority.public,),
-        accounts=(Account(authority.public, ("mgmc",)), Account(me.public, ("anonym",)),
-                  Account(peer.public, ("anonym",))),
-        contracts=("market",), params=Params(credit_limit=10**12),
-    )  # fmt: skip
+    me, peer, authority, genesis = days_chain(tmp_path, "mgmc-r44")
     runs: list[list[int]] = [[], []]
 
     def agent_of(node: Node, t0: float, stop_at: int | None, run: list[int]) -> MarketAgent:
