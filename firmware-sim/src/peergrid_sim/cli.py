@@ -4,8 +4,10 @@
                             [--relays-tls CA CERT KEY] [--control-port N]
   firmware-sim check SCENARIO
   firmware-sim pki DIR [--client NAME[:ROLE] ...]      lab CA, device and client certificates (not for the pilot)
-  firmware-sim fault --control HOST:PORT DEVICE KIND [key=value ...]     e.g. mg1/pv1 delay seconds=2
-  firmware-sim clear --control HOST:PORT DEVICE [KIND]
+  firmware-sim fault --control HOST:PORT DEVICE KIND [key=value ...] [--verbose]   e.g. mg1/pv1 delay seconds=2
+  firmware-sim clear --control HOST:PORT DEVICE [KIND] [--verbose]
+`fault` and `clear` print one line saying what they did and which faults the device has now; --verbose prints
+the control API's whole answer instead (the device's readings and every register point, as JSON).
 Exit codes: 0 ok, 2 bad scenario or arguments, 1 control API refused the request.
 """
 
@@ -50,6 +52,22 @@ def post(control: str, path: str, body: dict[str, object]) -> tuple[int, object]
         return status, json.loads(raw or b"{}")
     except json.JSONDecodeError:
         return status, {"error": "control API answered with something that is not JSON"}
+
+
+def said(command: str, body: dict[str, object], reply: object) -> str:
+    """The one line `fault` or `clear` prints: what was done to which device, and its faults now."""
+    device, kind = body["device"], body.get("fault")
+    params = " ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v)}"  # as typed: point=103.W, seconds=2
+        for k, v in body.items()
+        if k not in ("device", "fault")
+    )
+    if command == "fault":
+        done = f"{device}: fault {kind}{' ' + params if params else ''} injected"
+    else:
+        done = f"{device}: {'fault ' + str(kind) if kind else 'every fault'} cleared"
+    now = reply.get("faults") if isinstance(reply, dict) else None
+    return done + (f"; its faults now: {json.dumps(now)}" if now else "; it has no fault now")
 
 
 def write_pki(directory: Path, clients: list[str]) -> int:
@@ -112,10 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     fault.add_argument("device")
     fault.add_argument("kind")
     fault.add_argument("params", nargs="*", help="key=value, values as JSON (seconds=2, point=103.W)")
+    fault.add_argument("--verbose", action="store_true", help="print the device's readings and registers")
     clear = sub.add_parser("clear", help="clear one fault kind (or all) on a device")
     clear.add_argument("--control", required=True)
     clear.add_argument("device")
     clear.add_argument("kind", nargs="?")
+    clear.add_argument("--verbose", action="store_true", help="print the device's readings and registers")
     args = parser.parse_args(argv)
 
     if args.command in ("fault", "clear"):
@@ -128,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"expected key=value, got {item!r}")
             body[key] = _value(value)
         status, reply = post(args.control, "/faults" if args.command == "fault" else "/faults/clear", body)
-        print(json.dumps(reply, indent=1))
+        if args.verbose or status != 200:  # a refusal is one line already: {"error": why}
+            print(json.dumps(reply, indent=1))
+        else:
+            print(said(args.command, body, reply))
         return 0 if status == 200 else 1
 
     if args.command == "pki":

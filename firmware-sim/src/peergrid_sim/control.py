@@ -3,8 +3,10 @@
 Routes (all JSON; errors are 4xx with {"error": reason}, never a crash):
   GET  /state                          every MG's environment, devices' readings, relays' status, clock
   GET  /endpoints                      the same list as the endpoints JSON
-  GET  /devices/<mg>/<device>          one device's readings, faults and (SunSpec) point values
+  GET  /devices/<mg>/<device>          one device's readings, faults (`forced`: its stuck or forced points and
+                                       readings) and (SunSpec) point values
   GET  /devices/<relay>                one relay's status
+  GET  /faults                         every fault injected since the start, cleared or not (`faults.FaultLog`)
   POST /faults        {"device": "mg1/pv1", "fault": "delay", "seconds": 2}    see faults.py for kinds
   POST /faults/clear  {"device": "mg1/pv1", "fault": "delay"}                  omit "fault" to clear all
   POST /clock         {"speed": 60}, {"advance": 3600}, {"stop_at": T} (simulated epoch s: stand still there;
@@ -49,6 +51,7 @@ class ControlApi:
         self.app = app
         self.port = 0
         self._server: asyncio.Server | None = None
+        self.log = faults.FaultLog()
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._serve, host, port)
@@ -111,6 +114,8 @@ class ControlApi:
             return self.app.endpoints
         if method == "GET" and path.startswith("/devices/"):
             return self.describe(self._device(path.removeprefix("/devices/")))
+        if method == "GET" and path == "/faults":
+            return {"log": self.log.episodes}
         if method != "POST":
             raise HttpError(
                 405 if path in ("/faults", "/faults/clear", "/clock", "/environment") else 404, "no route"
@@ -118,10 +123,12 @@ class ControlApi:
         if path == "/faults":
             device = self._device(request.get("device"))
             faults.inject(device, request, time.monotonic())
+            self.log.injected(request["device"], request, time.time())  # only a fault that took
             return self.describe(device)
         if path == "/faults/clear":
             device = self._device(request.get("device"))
             faults.clear(device, request.get("fault"))
+            self.log.cleared(request["device"], request.get("fault"), time.time())
             return self.describe(device)
         if path == "/clock":
             if "speed" in request:
@@ -176,6 +183,9 @@ class ControlApi:
             "faults": device.faults.describe(),
         }
         if device.kind != "relay":
+            forced = sorted({*device.image.overrides, *device.forced})  # `stuck` and `value` faults
+            if forced:
+                out["faults"] = {**out["faults"], "forced": forced}
             device.sync()
             out["points"] = {e.key: device.image.value(e.key) for e in device.image.entries if e.implemented}
         return out

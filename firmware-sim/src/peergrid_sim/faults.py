@@ -2,6 +2,8 @@
 
 Promises: `inject(device, request, now)` validates the request and applies it, or raises `FaultError` with a
 one-line reason and changes nothing; `clear(device, kind)` undoes one fault kind (or all with None).
+`FaultLog` keeps every fault put on and taken off while the simulator runs (device, kind, its parameters, the
+wall times it began and ended), so the lab report can show a drill that was cleared before the end.
 Faults: no_response; delay (`seconds`); exception (`code`, optionally only for one `function` code);
 stuck / value (`point` frozen or forced to `value`, which may be out of range; a point is a register point
 such as 103.W or a reading such as ac_w, which also reaches MQTT telemetry); bad_crc (RTU replies carry a
@@ -13,6 +15,7 @@ Assumes `now` is the monotonic clock the servers compare `down_until` with.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = (
@@ -32,6 +35,28 @@ KINDS = (
 
 class FaultError(ValueError):
     """A fault request that names an unknown fault, point or value."""
+
+
+@dataclass
+class FaultLog:
+    """Each fault injected through the control API as one episode: {"device", "fault", "params", "from"
+    (wall epoch s), "to" (wall epoch s it was cleared or, for a reboot, came back; None while it lasts)}.
+    Injecting a kind a device already has ends the old episode there and begins a new one (new parameters)."""
+
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+
+    def injected(self, device: str, request: dict[str, Any], at: float) -> None:
+        kind = str(request.get("fault"))
+        self.cleared(device, kind, at)
+        params = {k: v for k, v in request.items() if k not in ("device", "fault")}
+        # a reboot ends by itself: silent for its seconds (2 by default, as `inject` has it), then back
+        to = at + float(params.get("seconds", 2.0)) if kind == "reboot" else None
+        self.episodes.append({"device": device, "fault": kind, "params": params, "from": at, "to": to})
+
+    def cleared(self, device: str, kind: str | None, at: float) -> None:
+        for e in self.episodes:
+            if e["device"] == device and e["to"] is None and kind in (None, e["fault"]):
+                e["to"] = at
 
 
 def _number(request: dict[str, Any], key: str, low: float, high: float) -> float:
