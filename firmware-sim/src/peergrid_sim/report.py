@@ -7,7 +7,9 @@ DSO's interval records and the ledger stores and writes the figures — prices p
 which key file it could not read and why, and so does its log: `report_anonyms`), each MG's cost under
 P2P and under the conventional market, welfare against the centralised optimum over the same intervals (and
 `share_of_gain`, the bench's share of the achievable gain), voltage profiles before and after
-reconfiguration, switch operations, ledger heights, block times, round changes (`report_ledger`), device faults,
+reconfiguration, switch operations, ledger heights, block times, round changes (`report_ledger`), device faults
+(each fault injected during the run with the intervals it lasted, each device an MGMC left out of its plan, and
+what was on at the end: `report_faults`),
 each interval's pacing against its slot on the accelerated clock, the lab's start (when the DSO node was ready
 relative to t0 and when its enrolments and tariffs became final, as its health showed them while the lab waited
 before t0: `start_section`) and the end-of-run quiesce — plus `checks`: every replica of each chain ends on the
@@ -35,6 +37,7 @@ from typing import Any
 
 from peergrid_sim.report_anonyms import read_anonyms
 from peergrid_sim.report_bound import owner_bound
+from peergrid_sim.report_faults import device_faults
 from peergrid_sim.report_html import html, share_of_gain
 from peergrid_sim.report_ledger import ledger_figures, stores, verify_stores
 from peergrid_sim.report_uplift import uplift_section
@@ -65,9 +68,11 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def collect_live(bed: Any) -> None:
-    """Every device's and relay's active faults, from firmware-sim's control API (GET /devices/...)."""
+    """Every device's and relay's active faults (GET /devices/...) and every fault injected during the run
+    (GET /faults, cleared or not), from firmware-sim's control API, as {"active": [...], "log": [...]}."""
     workdir = Path(bed.workdir)
     faults: Any = []
+    log: Any = []
     try:
         endpoints = json.loads((workdir / "endpoints.json").read_text(encoding="utf-8"))
         control = next(e for e in endpoints if e.get("kind") == "control")
@@ -83,9 +88,14 @@ def collect_live(bed: Any) -> None:
                 found = {**(found or {}), "in_fallback": True}
             if found:
                 faults.append({"device": path, "faults": found})
+        with urllib.request.urlopen(
+            f"http://{control['host']}:{control['port']}/faults", timeout=3
+        ) as response:
+            log = json.loads(response.read()).get("log", [])
     except Exception as exc:  # the report says what it could not read
         faults = {"error": f"{type(exc).__name__}: {exc}"[:200]}
-    (workdir / "records" / "device-faults.json").write_text(json.dumps(faults), encoding="utf-8")
+    saved = faults if isinstance(faults, dict) else {"active": faults, "log": log}
+    (workdir / "records" / "device-faults.json").write_text(json.dumps(saved), encoding="utf-8")
     # each replica's consensus counters (round timeouts, stale and dropped messages) as it ends
     stats: dict[str, dict[str, Any]] = {}
     for status_file in sorted((workdir / "nodes").glob("*/ledger-status.json")):
@@ -236,11 +246,7 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
     # welfare over the run's intervals only (what the three markets cost within them); the centralised optimum
     # there starts from the model's initial state and must leave the batteries as it found them
     p2p_welfare, conv_welfare = -physical, -conv_window
-    faults = (
-        json.loads((records / "device-faults.json").read_text())
-        if (records / "device-faults.json").exists()
-        else None
-    )
+    saved_faults = _json(records / "device-faults.json")  # None: not collected (a lab stopped early)
     switch_ops = [
         {"interval": r["interval"], **op}
         for r in dso
@@ -335,7 +341,10 @@ def write_report(bed: Any, out_dir: Path, stopped: str | None = None) -> Path:
         "overruns": sum(1 for p in paced if p["overrun_s"]),
         "quiesce": quiesce,
         "start": start,
-        "device_faults": faults,
+        # per device: faults injected during the run (from/to interval), the intervals an MGMC left it out,
+        # and what was still on at the end (`report_faults`)
+        "device_faults": device_faults(saved_faults, edges, timing),
+        "device_faults_unread": saved_faults.get("error") if isinstance(saved_faults, dict) else None,
         "rebargaining": rebargaining(dso, edges),
         # per MG and interval: agreed, stated delivered, short statements, the dispatch's lateness in its slot
         "delivery": delivery(edges, None if timing is None else lambda t: slot_of(timing, t)),
