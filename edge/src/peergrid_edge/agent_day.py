@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from peergrid_controller.model import Scenario
-from peergrid_edge import agent_settlement, day_stages, guard, own_nonce
+from peergrid_edge import agent_settlement, day_stages, guard, interval_plan, own_nonce
 from peergrid_edge.config import MarketSettings, slot_at, slot_start
 from peergrid_edge.resume import initial_state, record_day, resume_interval, resumed_counterfactual
 from peergrid_edge.resume_spend import recorded_spend
@@ -153,7 +153,7 @@ class Calendar:
         joined it: a restart on day 400 went back to day 3 and ran every interval since, each long past and
         each waiting for the DSO's verdict on the one before."""
         s = self.settings
-        start = max(s.first_interval, self.day_of(slot_at(s, now)) * self.per_day)
+        start = max(s.first_interval, interval_plan.day_start(slot_at(s, now), self.per_day))
         last = self.last()
         return start if last is None else min(start, max(s.first_interval, last + 1))
 

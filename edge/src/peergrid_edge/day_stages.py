@@ -39,12 +39,12 @@ from typing import TYPE_CHECKING, Any
 
 from peergrid_controller.dayahead import starting_prices
 from peergrid_controller.dayexchange import DayAheadConfig
+from peergrid_edge import interval_plan
 from peergrid_edge.dayahead_agent import DayAheadAgent
 from peergrid_edge.dayahead_uplift import UpliftClaim, UpliftOutcome, UpliftStage, enabled
 from peergrid_edge.exchange_io import ROLE, Deadline, SessionOutcome
 from peergrid_edge.forward_agent import ForwardAgent
 from peergrid_edge.forward_chain import DEADLINE_MARGIN_S, ForwardOutcome, forward_session, margin_s
-from peergrid_edge.interval_plan import profile_index
 from peergrid_ledger.contracts import exchange_state, uplift
 from peergrid_ledger.contracts.exchange_state import reserved_name
 
@@ -118,7 +118,7 @@ async def run_dayahead(agent: MarketAgent, clock: Callable[[], float] = time.tim
     )
     # the session's slots are the scenario day's n profile indices on the chain intervals of the day traded:
     # from day 0's first they answered nothing of a window on a later day (R44)
-    day_start = s.first_interval - profile_index(s.first_interval, agent.scenario.intervals)
+    day_start = interval_plan.day_start(s.first_interval, agent.scenario.intervals)
     stage = DayAheadAgent(
         agent.ledger, agent.anonym, agent.mg, agent.dt, members, session, first_interval=day_start,
         opening_prices=starting_prices(agent.scenario), config=dayahead_config(s), timeout_s=s.phase_timeout_s,

@@ -23,11 +23,12 @@ Promises:
   holds stays in the state (neither charged nor discharged: as last planned or read) and is planned on again
   from the interval it answers in; a genset left out is planned stopped, with no minimum up or down time
   owed, so once it answers the plan starts it as it would a stopped one.
-- `profile_index`, `day_end`: where the agent's chain intervals meet its model (`market.days`). The MGMC chain
-  numbers its intervals on for ever (t: offers, bids, trades, injections, verdicts, settlements, records); the
-  MG's model holds one day of n intervals (the scenario's profiles: tariff, PV forecast, load). Chain interval t
-  is day t // n, read from the model at profile index i = t mod n (`profile_index`), planned to its day's end,
-  chain interval `day_end(t, n)` (the model's n: a horizon of n - i). Every function here that takes an
+- `profile_index`, `day_start`, `day_end`: where the agent's chain intervals meet its model (`market.days`). The
+  MGMC chain numbers its intervals on for ever (t: offers, bids, trades, injections, verdicts, settlements,
+  records); the MG's model holds one day of n intervals (the scenario's profiles: tariff, PV forecast, load).
+  Chain interval t is day t // n, which starts at chain interval `day_start(t, n)`, read from the model at
+  profile index i = t mod n (`profile_index`), planned to its day's end, chain interval `day_end(t, n)` (the
+  model's n: a horizon of n - i). Every function here that takes an
   interval to index the model (`plan_day`, `counterfactual`, `cost_to_go`, `counted`) takes the profile index;
   `deliver` and `meet_limit` name the chain interval (their `t` only labels their log lines). The agent maps
   each chain interval through `profile_index` where it calls the model (trader, interval_offer, guard,
@@ -59,9 +60,14 @@ def profile_index(t: int, n: int) -> int:
     return t % n
 
 
+def day_start(t: int, n: int) -> int:
+    """The first chain interval of t's day (n intervals a day): the one at profile index 0."""
+    return t - profile_index(t, n)
+
+
 def day_end(t: int, n: int) -> int:
     """The chain interval after the last of t's day (n intervals a day): where a plan from t ends."""
-    return t - profile_index(t, n) + n
+    return day_start(t, n) + n
 
 
 def plan_day(
