@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peergrid_edge.resume import finite
+from peergrid_edge.resume import finite, record_day_first
 from peergrid_edge.settle_book import settled_figures
 
 Lookup = Callable[[bytes], "ChainView"]
@@ -172,12 +172,10 @@ def collect(docs: Iterable[dict[str, Any]], day: str | None) -> Records:
 
 
 def _first_of(stamp: str | None) -> int:
-    """The first interval a day stamp names (`resume.record_day`: 't0/first'); -1 where it names none (no stamp,
-    or one this reader does not know): no interval is before it."""
-    try:
-        return int(str(stamp).rsplit("/", 1)[1])
-    except (IndexError, ValueError):
-        return -1
+    """The first interval a day stamp names (`resume.record_day_first`); -1 where it names none (no stamp, or one
+    this reader does not know): no interval is before it."""
+    first = record_day_first(stamp)
+    return -1 if first is None else first
 
 
 def summarise(

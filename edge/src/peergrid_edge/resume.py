@@ -15,10 +15,11 @@ records say of the day's spend (the guard's budget on a restart) is `resume_spen
 Pure apart from reading the record file; never writes anything. Every reader parses a line with
 `record_object`.
 One record file serves every day (one path, appended to: review18 K-1), so each record carries its day (`DAY`:
-`record_day`, the agent's t0 and first interval, the pair its day-ahead session is named by; `stamped`) and each
-reader given a day reads only that day's lines (`of_day`): another day's budget, costs and verdicts are never
-today's. The counterfactual alone reads the day before's last record where its day has none yet before the
-interval (`resumed_counterfactual`: the conventional MG's battery goes on across midnight). A line with no stamp
+`record_day`, the agent's t0 and first interval, the pair its day-ahead session is named by; `stamped`; the
+first interval read back by `record_day_first`) and each reader given a day reads only that day's lines
+(`of_day`): another day's budget, costs and verdicts are never today's. The counterfactual alone reads the day
+before's last record where its day has none yet before the interval (`resumed_counterfactual`: the
+conventional MG's battery goes on across midnight). A line with no stamp
 (written before the stamp) is another day's: never resumed, so a restart mid-day across the upgrade resumes with
 the chain's word only (`RecordedSpend.unknown` fails closed on any interval the MG took part in). `day` None
 reads every line (a file known to hold one day: tests).
@@ -64,6 +65,15 @@ def record_day(t0: float, first_interval: int) -> str:
     same day; another day differs in one of them: a new chain per day starts at another t0 (its interval numbers
     repeat), a long-lived chain at a later first interval (and t0)."""
     return f"{int(t0)}/{first_interval}"
+
+
+def record_day_first(stamp: object) -> int | None:
+    """The first interval a day stamp names (`record_day`'s 't0/first'); None where `stamp` is no such stamp
+    (none at all, or one written otherwise)."""
+    try:
+        return int(str(stamp).rsplit("/", 1)[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def stamped(doc: dict[str, Any], day: str) -> dict[str, Any]:
