@@ -61,9 +61,13 @@ class GridView:
             self.interval = dict(summary)
             self._serial += 1
 
-    def alarm(self, text: str) -> None:
+    def alarm(self, text: str, replacing: str | None = None) -> None:
+        """Log `text`; in place of the newest alarm where that is `replacing` (a run's alarm grown by one)."""
         with self._lock:
-            self.events.append(text)
+            if replacing is not None and self.events and self.events[-1] == replacing:
+                self.events[-1] = text
+            else:
+                self.events.append(text)
             del self.events[:-20]
             self._serial += 1
 

@@ -8,8 +8,9 @@ view says "computing" until it is done, and shows the error if the controller is
 With the closed loop's node (`peergrid_dso.live.EmbeddedLoop`) the console is live instead: explorers read the
 node's replicas of both chains, the market view reads the MGMC chain (`console.live_market`), operator
 actions take the relays' lock the loop switches under, and each interval the loop finishes (`on_interval`)
-updates the feeder view (injections, the loop's verdict, alarms) and is announced to SSE clients: the view
-draws only finished intervals' outcomes, never an iteration's figures mid-interval (`tick`). The
+updates the feeder view (injections, the loop's verdict, alarms; an interval the node missed, over while it
+was down, as missed with why and an alarm, never as an unchecked `secure: None`) and is announced to SSE
+clients: the view draws only finished intervals' outcomes, never an iteration's figures mid-interval (`tick`). The
 node's relay watch (`switching_watch`, `console.relay_watch`) stands in the feeder view's alarms and in the
 operations view (`relay_watch_view`: which branch reports what, and the adoption it allows) while its alarm
 stands (and on the diagram's switches: `relay_reports`), and leaves them when the watch lifts it. The node's
@@ -65,6 +66,8 @@ class ConsoleState:
     drawn: int | None = None  # the latest interval the loop finished whose outcome the feeder view draws
     node_records: NodeRecords | None = None  # the node's own records on the DSO chain (closed loop only)
     _step: int = -1
+    # the run of missed intervals the newest missed alarm names: first, last, why, the alarm's words
+    _missed_run: tuple[int, int, str, str] | None = None
     # one read of the node's records at a time; whether the last one failed (told once, not every second)
     _reading: threading.Lock = field(default_factory=threading.Lock)
     _unread: bool = False
@@ -175,6 +178,9 @@ class ConsoleState:
             **_replanned(record.get("rebargain") or []),
             "height": record.get("height"),
             "missing": record.get("missing", []),
+            # why the node never worked on it (`interval_missed`: it ended while the node was down), else None;
+            # `secure` None beside it means not checked, which the line must not read as insecure (C5)
+            "missed": record.get("missed"),
         }
         # what it ended with is what the view draws (`tick`); a failed one has none: the last stays
         if isinstance(record.get("injections_kw"), dict):
@@ -185,6 +191,8 @@ class ConsoleState:
         self.ops.interval = t + 1  # operator plans belong to the interval the loop works on next
         if "error" in record:
             self.grid.alarm(f"interval {t}: the DSO failed ({record['error']})")
+        if record.get("missed"):  # its trades went through without the network check: the operator is told
+            self._alarm_missed(t, str(record["missed"]))
         for text in [
             *(record.get("after") or {}).get("violations", []),
             record.get("unmet"),
@@ -194,6 +202,16 @@ class ConsoleState:
             if text:
                 self.grid.alarm(f"interval {t}: {text}")
         self.grid.set_interval(summary)
+
+    def _alarm_missed(self, t: int, why: str) -> None:
+        """One alarm for a run of missed intervals, grown as the node records each (an outage of a day is 96
+        intervals: one alarm each would push every other alarm out of the feeder view's last 20)."""
+        run = self._missed_run
+        first = run[0] if run is not None and run[1] == t - 1 and run[2] == why else t
+        span = f"interval {t}" if first == t else f"intervals {first}-{t}"
+        text = f"{span}: missed, {why}: not checked, no contract, no switching"
+        self.grid.alarm(text, replacing=run[3] if run is not None and first != t else None)
+        self._missed_run = (first, t, why, text)
 
     def tick(self, now: float | None = None) -> None:
         """MG injections for the feeder view. With the closed loop: those the latest interval the loop finished

@@ -18,6 +18,14 @@ function loopDetail(iv) {
   return lines.length ? el("ul", { class: "loop-detail", id: "loop-detail" }, lines.map((t) => el("li", {}, t))) : "";
 }
 
+// The newest interval's verdict in a line. One the node missed (over while it was down) has no verdict, its
+// `secure` null: it says missed and why, never "INSECURE" (C5: an unchecked interval read as an insecure one).
+function loopLine(iv) {
+  if (iv.missed) return `interval ${iv.interval}: missed, ${iv.missed}: not checked, no contract, no switching`;
+  return `interval ${iv.interval}: ${iv.error ? "DSO failed" : (iv.secure ? "secure" : "INSECURE")}, ` +
+    `${iv.switch_ops} switch op(s), ${iv.adjustments} adjustment(s), DSO chain height ${iv.height}`;
+}
+
 function voltageColour(bus, lo, hi) {
   if (bus.status === "dead") return "#999";
   if (bus.status !== "ok") return "#b3261e";
@@ -128,9 +136,7 @@ export class FeederView {
           el("tr", {}, el("th", {}, "highest loading"), el("td", { class: "num" }, `${fmt(100 * s.max_loading, 0)} %`)),
           el("tr", {}, el("th", {}, "open branches"), el("td", { id: "open-branches" }, s.open_branches.join(", "))),
           ...(s.interval ? [el("tr", {}, el("th", {}, "closed loop"), el("td", { id: "loop-interval", "data-interval": s.interval.interval },
-            `interval ${s.interval.interval}: ${s.interval.error ? "DSO failed" : (s.interval.secure ? "secure" : "INSECURE")}, ` +
-            `${s.interval.switch_ops} switch op(s), ${s.interval.adjustments} adjustment(s), DSO chain height ${s.interval.height}`,
-            loopDetail(s.interval))),
+            loopLine(s.interval), loopDetail(s.interval))),
             // what the diagram, the injections and the power flow's alarms show: an outcome, never an iteration (U3-2)
             el("tr", {}, el("th", {}, "drawn"), el("td", { id: "drawn-from" }, s.interval.drawn == null ? "no interval's outcome yet" :
               `the injections interval ${s.interval.drawn} ended with; the interval the DSO is checking now is drawn once it is done`))] : [])))),
