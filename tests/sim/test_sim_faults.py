@@ -142,7 +142,7 @@ def test_fault_cli_talks_to_the_control_api(run_sim, all_kinds):
     where = f"{e['host']}:{e['port']}"
     cli = [sys.executable, "-m", "peergrid_sim.cli"]
     out = subprocess.run(
-        [*cli, "fault", "--control", where, "mg1/pv1", "delay", "seconds=1.5"],
+        [*cli, "fault", "--control", where, "mg1/pv1", "delay", "seconds=1.5", "--verbose"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -150,7 +150,10 @@ def test_fault_cli_talks_to_the_control_api(run_sim, all_kinds):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["faults"] == {"delay_s": 1.5}
     out = subprocess.run(
-        [*cli, "clear", "--control", where, "mg1/pv1"], capture_output=True, text=True, timeout=30
+        [*cli, "clear", "--control", where, "mg1/pv1", "--verbose"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 0 and json.loads(out.stdout)["faults"] == {}
     out = subprocess.run(
