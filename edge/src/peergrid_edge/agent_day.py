@@ -107,11 +107,15 @@ class Calendar:
     def day_of(self, t: int) -> int:
         return t // self.per_day
 
+    def first_of(self, k: int) -> int:
+        """Day k's first chain interval (`interval_plan.day_start` of any of its intervals)."""
+        return k * self.per_day
+
     def last(self) -> int | None:
         """The run's last interval: its last day's, or the configured first interval + `intervals` - 1 where that
         comes first; None: day after day."""
         s = self.settings
-        ends = [] if s.days is None else [(self.day_of(s.first_interval) + s.days) * self.per_day - 1]
+        ends = [] if s.days is None else [self.first_of(self.day_of(s.first_interval) + s.days) - 1]
         ends += [] if s.intervals is None else [s.first_interval + s.intervals - 1]
         return min(ends, default=None)
 
@@ -125,7 +129,7 @@ class Calendar:
         """Day k's settings: the configured ones on the first day; from then its first interval k x n, the wall
         second it starts on the same clock (t0 + (k x n - first_interval) x interval_s) and what is left of
         `intervals`. Its record stamp (`resume.record_day`) follows from them, the same on every restart."""
-        s, first = self.settings, k * self.per_day
+        s, first = self.settings, self.first_of(k)
         if first <= s.first_interval:
             return s
         update: dict[str, object] = {"first_interval": first,
@@ -163,7 +167,7 @@ class Calendar:
         if k <= self.day_of(self.settings.first_interval):
             return None
         before = self.settings_of(k - 1)
-        return range(before.first_interval, k * self.per_day), record_day(before.t0, before.first_interval)
+        return range(before.first_interval, self.first_of(k)), record_day(before.t0, before.first_interval)
 
 
 def enter_day(agent: MarketAgent, calendar: Calendar, k: int) -> None:
@@ -181,7 +185,7 @@ def next_day(agent: MarketAgent, calendar: Calendar) -> int | None:
     once its last statements had their time (`day_before_ends`)."""
     k = calendar.day_of(agent.s.first_interval) + 1
     last = calendar.last()
-    if last is not None and k * calendar.per_day > last:
+    if last is not None and calendar.first_of(k) > last:
         return None
     enter_day(agent, calendar, k)
     agent.budget = agent.resumed = None

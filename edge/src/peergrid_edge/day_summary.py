@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peergrid_edge.resume import finite, record_day_first
+from peergrid_edge.resume import finite, record_day_first, stamp_of
 from peergrid_edge.settle_book import settled_figures
 
 Lookup = Callable[[bytes], "ChainView"]
@@ -130,8 +130,7 @@ def days(docs: Iterable[dict[str, Any]]) -> list[str | None]:
     """The day stamps the records hold, in the order they first appear (None: lines written before stamps)."""
     found: list[str | None] = []
     for doc in docs:
-        day = doc.get("day")
-        day = day if isinstance(day, str) else None
+        day = stamp_of(doc)
         if day not in found:
             found.append(day)
     return found
@@ -145,7 +144,7 @@ def collect(docs: Iterable[dict[str, Any]], day: str | None) -> Records:
     rec = Records()
     later: list[dict[str, Any]] = []  # settlement lines another day stamps, on an interval before its first
     for doc in docs:
-        stamp = doc.get("day") if isinstance(doc.get("day"), str) else None
+        stamp = stamp_of(doc)
         if stamp != day and "settlement" in doc and "interval" in doc and doc["interval"] < _first_of(stamp):
             later.append(doc)
             continue

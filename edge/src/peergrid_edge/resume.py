@@ -83,6 +83,12 @@ def stamped(doc: dict[str, Any], day: str) -> dict[str, Any]:
     return {**head, DAY: day, **doc}
 
 
+def stamp_of(doc: dict[str, Any]) -> str | None:
+    """The day stamp a record carries (`record_day`); None where it has none (lines written before stamps)."""
+    stamp = doc.get(DAY)
+    return stamp if isinstance(stamp, str) else None
+
+
 def of_day(doc: dict[str, Any], day: str | None) -> bool:
     """Whether a record is of `day` (None: any day). A record with no stamp is another day's."""
     return day is None or doc.get(DAY) == day
