@@ -10,7 +10,7 @@ them: the DSO's latest `market.fee`, else the genesis', `standing_fee`) are not 
 genesis that already names them, sends nothing; a changed config posts again. Posted: one INFO line saying what
 stands now; nothing due: one INFO line saying so (one sent earlier that landed after the adapter's wait is
 told as posted, not as nothing posted); refused: one ERROR line with the chain's reason, not sent again by this
-process; not final in time: sent again after `tariff.PASS_S`, the same body (the adapter adopts the pending
+process; not final in time: sent again after `posting_passes.PASS_S`, the same body (the adapter adopts the pending
 one). `standing_fee` is also what `/api/health`'s loop section says (`start_postings`).
 Never blocks the event loop; reads only the replica's committed state.
 """
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from peergrid_dso.tariff import passes
+from peergrid_dso.posting_passes import passes
 from peergrid_ledger import keys
 from peergrid_ledger import keyspace as ks
 from peergrid_ledger.contracts.market_fee import FEE_TICK, coordinators_in_force, fee_in_force
@@ -154,5 +154,5 @@ class FeePoster:
         return False
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Post at once, then again every `PASS_S` while not final, until done or `stop` (`tariff.passes`)."""
+        """Post at once, then again every `PASS_S` while not final, until done or `stop` (`posting_passes.passes`)."""
         await passes(stop, self.post, "posting the exchange fee")

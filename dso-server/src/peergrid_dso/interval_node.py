@@ -146,7 +146,7 @@ class DsoLoop:
     mgmc: ChainAdapter | None = None  # the MGMC chain (non-voting), where the DSO reopens intervals
     said: Throttled = field(default_factory=lambda: Throttled(log))  # retries' warnings, once per few s
     pricer: Any = None  # tariff.CoverPricer, with `tariff_file` (read at start: a bad file stops it there)
-    capacity: Any = None  # tariff.CapacityPoster, where an MG of `mgs` names its `capacity_kw`
+    capacity: Any = None  # capacity_poster.CapacityPoster, where an MG of `mgs` names its `capacity_kw`
     fee: Any = None  # fee_poster.FeePoster, with `exchange_fee` (a chain that takes none: ConfigError)
     start_records: list[Any] = field(default_factory=list)  # switching_adopt: the start's adoption
     watch: Any = None  # switching_watch.RelayWatch: every relay read after each interval, a plan or none
@@ -171,7 +171,7 @@ class DsoLoop:
             end = s.first_interval + s.intervals
             self.pricer = CoverPricer(tariff, accounts, self.mgmc, self.dso_key, s.first_interval, end)
         if self.mgmc is not None and self.capacity is None:
-            from peergrid_dso.tariff import CapacityPoster
+            from peergrid_dso.capacity_poster import CapacityPoster
 
             self.capacity = CapacityPoster.from_settings(s, self.mgmc, self.dso_key)
         if self.mgmc is not None and self.fee is None:

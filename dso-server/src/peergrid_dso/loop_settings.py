@@ -36,7 +36,7 @@ class MgEntry(StrictSettings):
     meter_key: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     # its connection's capacity at the PCC (kW, the connection agreement): posted once as `market.capacity`
     # (Wh per interval) on an MGMC chain with the uplift contract, it bounds the MG's make-whole claim by what
-    # it can carry, not only by its own rules (`tariff.CapacityPoster`); unset: nothing posted
+    # it can carry, not only by its own rules (`capacity_poster.CapacityPoster`); unset: nothing posted
     capacity_kw: float | None = Field(None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")

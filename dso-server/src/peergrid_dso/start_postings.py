@@ -4,7 +4,7 @@ Promises: `readiness(node)` reads, on the node's live ledger state, the MGs of i
 chain, whether it prices the cover (`pricing`) and `tariffs_through` (the last interval through which every
 MG's cover prices are final on the MGMC chain, from the loop's first), and, only where the node posts
 connection capacities (an MG of its config names `capacity_kw` and the MGMC chain has the uplift contract:
-`tariff.CapacityPoster`), `capacities`: per such MG the first interval from which its configured figure
+`capacity_poster.CapacityPoster`), `capacities`: per such MG the first interval from which its configured figure
 stands for good on the MGMC chain (`standing_from`), null while it does not. A capacity posted after the MG's
 first position stands only from the interval after it (`market.capacity`), so a figure later than the loop's
 first interval says that MG's earlier positions have no bound but its own rules: the lab fails its start on
@@ -54,7 +54,7 @@ def standing_from(entries: tuple[tuple[int, int], ...], wh: int) -> int | None:
 
 
 def capacities_standing(state: Any, poster: Any) -> dict[str, int | None]:
-    """Per MG `poster` (`tariff.CapacityPoster`) posts a capacity for, where its configured figure stands
+    """Per MG `poster` (`capacity_poster.CapacityPoster`) posts a capacity for, where its configured figure stands
     for good on `state` (`standing_from`), or None."""
     from peergrid_ledger.contracts.market_state import capacities
 

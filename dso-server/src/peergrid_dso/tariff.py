@@ -12,16 +12,8 @@ restart reads what is set and sends nothing twice), all of a pass at once (the a
 tariff the chain refuses is logged once with its reason and those intervals are never sent again by this
 process (no retry loop); one not final in time is sent again, the same body, at the next pass (the adapter
 waits for the pending one, never signs it twice).
-`CapacityPoster` posts, once at start, each MG's connection capacity its `loop.mgs` entry names
-(`capacity_kw`, as `market.capacity` Wh per interval, rounded up: never below what the connection carries) on
-an MGMC chain with the uplift contract (any chain: it settles nothing), from the first interval after the
-anonym's last traded one (and not before the loop's first), where the capacity standing there is not that
-figure (absent, or an older one): a restart sends nothing twice. Refused: logged with its reason, not sent
-again, but for one refusal: where the MG's own position in the capacity's interval went into a block before
-it (the contract takes a capacity only from an interval after the account's last position), it is sent again
-at once, for the interval after that position, once per MG, with a WARNING naming the intervals that went
-without it (`_overtaken`, D3); not final in time: sent again after `PASS_S`, told once at INFO, and at WARNING
-only once its MG took a position in an interval the capacity was meant to bind (`_pending`).
+`CapacityPoster` and `capacity_wh` (each MG's connection capacity, `market.capacity`) live in
+`capacity_poster` and are named here too; the pass loop the posters share is `posting_passes`.
 Assumes chain interval t is interval t mod (intervals per day) of the day, as in the lab (interval 0 starts
 at midnight). Never blocks the event loop; the window and the runs are pure.
 """
@@ -31,23 +23,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peergrid_dso.capacity_poster import CapacityPoster, capacity_wh
+from peergrid_dso.posting_passes import PASS_S, passes, span
 from peergrid_ledger import keys
 from peergrid_ledger.contracts import market
-from peergrid_ledger.contracts.market_capacity import OVERTAKEN
-from peergrid_ledger.contracts.market_state import MAX_TARIFF_INTERVALS, last_interval_key, price_tick
+from peergrid_ledger.contracts.market_state import MAX_TARIFF_INTERVALS, price_tick
 from peergrid_ledger.results import Reason
-from peergrid_ledger.schema import PRICE, QUANTITY
+from peergrid_ledger.schema import PRICE
 from peergrid_ledger.settings import ConfigError, YamlTextError, read_yaml_file
-from peergrid_ledger.state import read_obj
 
 log = logging.getLogger("peergrid_dso.tariff")
 MINUTES_PER_DAY = 1440
-PASS_S = 2.0  # between two looks at the window (a pass is a few state reads per MG when nothing is due)
 
 
 def micro_per_wh(price_per_kwh: float) -> int:
@@ -225,7 +216,7 @@ class CoverPricer:
                 self.refused[account].update(given_up)
                 log.error("the MGMC chain refuses %s's cover prices for intervals %d-%d: %s; not sent "
                           "again for %s", mg, run.start, run.stop - 1, result.detail,
-                          _span(given_up))  # fmt: skip
+                          span(given_up))  # fmt: skip
             else:  # not final in time: the next pass sends the same body (the adapter adopts it)
                 log.warning("%s's cover prices for intervals %d-%d not final yet: %s %s", mg, run.start,
                             run.stop - 1, result.reason, result.detail)  # fmt: skip
@@ -255,157 +246,15 @@ class CoverPricer:
         await passes(stop, one_pass, "pricing the cover")
 
 
-def capacity_wh(kw: float, interval_minutes: float, where: str) -> int:
-    """A connection's capacity in kW as Wh per interval (what `market.capacity` takes), rounded up so the bound
-    is never below what the connection carries (to the micro-Wh first: 5 kW x 15 min is 1250, not 1251). A
-    figure beyond the chain's largest quantity is a `ConfigError` naming `where`."""
-    wh = math.ceil(round(kw * 1000 * interval_minutes / 60, 6))
-    if not 1 <= wh <= QUANTITY.high:
-        raise ConfigError(f"{where}: {kw} kW is {wh} Wh per interval, outside the chain's 1..{QUANTITY.high}")
-    return wh
-
-
-@dataclass
-class CapacityPoster:
-    """Posts `market.capacity` for every MG whose entry names one, through the MGMC-chain adapter (module)."""
-
-    capacities: Mapping[str, int]  # MG -> Wh per interval
-    accounts: Mapping[str, bytes]  # MG -> its anonym
-    adapter: Any  # node_chains.ChainAdapter on the MGMC chain
-    dso_key: keys.Keypair
-    first: int  # the loop's first interval: no capacity is posted from before it
-    refused: set[str] = field(default_factory=set)  # MGs whose capacity the chain refused: not sent again
-    resent: set[str] = field(default_factory=set)  # MGs whose capacity a position overtook: sent again once
-    pending_from: dict[str, int] = field(default_factory=dict)  # MG -> the interval its pending one was for
-    told: set[tuple[str, bool]] = field(default_factory=set)  # (MG, late): a pending capacity told
-
-    @classmethod
-    def from_settings(cls, s: Any, adapter: Any, dso_key: keys.Keypair) -> CapacityPoster | None:
-        """The poster for `LoopSettings` `s` (None when no MG names a capacity); a bad figure: `ConfigError`."""
-        caps = {
-            mg: capacity_wh(e.capacity_kw, s.interval_minutes, f"loop.mgs.{mg}.capacity_kw")
-            for mg, e in s.mgs.items()
-            if e.capacity_kw is not None
-        }
-        accounts = {mg: bytes.fromhex(s.mgs[mg].anonym) for mg in caps}
-        return cls(caps, accounts, adapter, dso_key, s.first_interval) if caps else None
-
-    @property
-    def state(self) -> Any:
-        return self.adapter.node.replicas[self.adapter.chain].app.state
-
-    def applies(self) -> bool:
-        """The chain bounds a make-whole claim (the uplift contract) and takes the kind (the market contract)."""
-        contracts = self.adapter.node.replicas[self.adapter.chain].app.genesis.contracts
-        return "uplift" in contracts and "market" in contracts
-
-    def due(self, only: Collection[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """(MG, `market.capacity` body) for each MG (of `only`, where given) whose capacity does not stand on
-        the chain from the first interval it may still change in."""
-        out = []
-        for mg, wh in sorted(self.capacities.items()):
-            account = self.accounts[mg]
-            if mg in self.refused or (only is not None and mg not in only):
-                continue
-            last = read_obj(self.state, last_interval_key(account))
-            start = max(self.first, 0 if last is None else int(last) + 1)
-            if market.capacity(self.state, account, start) != wh:
-                out.append((mg, {"account": account, "from_interval": start, "wh": wh}))
-        return out
-
-    async def post(self, only: Collection[str] | None = None) -> bool:
-        """One pass: every due capacity (of `only`, where given) at once (the adapter pipelines them). True
-        when none is left pending (each landed or was refused: logged, not sent again, but for one its MG's
-        position overtook: sent again at once, in this pass, `_overtaken`)."""
-        due = self.due(only)
-        results = await asyncio.gather(
-            *(self.adapter.submit(self.dso_key, "market.capacity", body, precheck=True) for _, body in due)
-        )
-        pending = False
-        again = []
-        for (mg, body), result in zip(due, results, strict=True):
-            if result.reason == "refused" and self._overtaken(mg, body, str(result.detail)):
-                again.append(mg)
-                continue
-            if result.ok or result.reason == "refused":  # nothing pending for it now
-                self.pending_from.pop(mg, None)
-            if result.ok:
-                log.info("%s's connection capacity posted: %d Wh per interval from interval %d", mg,
-                         body["wh"], body["from_interval"])  # fmt: skip
-            elif result.reason == "refused":
-                self.refused.add(mg)
-                log.error("the MGMC chain refuses %s's connection capacity (%d Wh from interval %d): %s; not "
-                          "sent again", mg, body["wh"], body["from_interval"], result.detail)  # fmt: skip
-            else:
-                pending = True
-                self._pending(mg, body, f"{result.reason} {result.detail}")
-        if again:  # `resent` holds them now: this goes one level deep at most
-            pending = not await self.post(again) or pending
-        return not pending
-
-    def _overtaken(self, mg: str, body: dict[str, Any], detail: str) -> bool:
-        """Whether a refused capacity is one its MG's position overtook (the refusal says so in the contract's
-        words, `market_capacity.OVERTAKEN`, and the chain shows a position of the account at or after
-        `from_interval`; any other refusal is one for good, review R42-7) and was not sent again yet: then it
-        is said at WARNING, and `due` sends it for the interval after that position (the last closing note: a
-        capacity sent before the first interval and final only after the MG's first position there was refused
-        and never sent again, leaving that MG bound by its own rules alone all day)."""
-        last = read_obj(self.state, last_interval_key(self.accounts[mg]))
-        if OVERTAKEN not in detail or mg in self.resent or last is None or int(last) < body["from_interval"]:
-            return False
-        self.resent.add(mg)
-        self.pending_from.setdefault(mg, body["from_interval"])  # a resend not final yet is told as late
-        log.warning("the MGMC chain refused %s's connection capacity (%d Wh from interval %d): %s took a position "
-                    "in interval(s) %s before it was final (%s); sent again, once, from interval %d", mg, body["wh"],
-                    body["from_interval"], mg, _span(list(range(body["from_interval"], int(last) + 1))), detail,
-                    int(last) + 1)  # fmt: skip
-        return True
-
-    def _pending(self, mg: str, body: dict[str, Any], why: str) -> None:
-        """Tell a capacity not final yet once, and at WARNING only where it matters: since it was first sent its
-        MG took a position in an interval it was meant to bind (the chain takes a capacity for an interval only
-        until the MG's first position there: `due` sends it from the next). Before that it is the start's
-        normal course: the MGMC chain makes no block until the MGMCs, its validators, run, and they start after
-        the DSO (U3: six WARNINGs at a day-ahead lab's start for capacities that all stood 35 s before the
-        first interval)."""
-        meant = self.pending_from.setdefault(mg, body["from_interval"])
-        late = body["from_interval"] > meant
-        if (mg, late) in self.told:
-            return
-        self.told.add((mg, late))
-        if late:
-            log.warning("%s's connection capacity (%d Wh) not final yet (%s): %s traded without it in interval(s) "
-                        "%s; sent again from interval %d", mg, body["wh"], why, mg,
-                        _span(list(range(meant, body["from_interval"]))), body["from_interval"])  # fmt: skip
-        else:
-            log.info("%s's connection capacity (%d Wh from interval %d) not final yet (%s): sent again until it "
-                     "is; it binds from %s's first position there", mg, body["wh"], body["from_interval"], why,
-                     mg)  # fmt: skip
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Post at once, then again every `PASS_S` while one is not final, until done or `stop`. Nothing on a
-        chain without the uplift contract (no claim there for a capacity to bound)."""
-        if not self.applies():
-            log.info("the MGMC chain has no uplift contract: no connection capacity (market.capacity) posted")
-            return
-        await passes(stop, self.post, "posting the connection capacities")
-
-
-async def passes(stop: asyncio.Event, one_pass: Callable[[], Awaitable[bool]], what: str) -> None:
-    """`one_pass` at once, then every `PASS_S` until it says it is done (True) or `stop`; a pass that raises is
-    logged (naming `what`) and tried again next pass: the DSO's loop goes on without what it posts rather than
-    stop. `CoverPricer.run` and `CapacityPoster.run` post through it."""
-    while not stop.is_set():
-        try:
-            if await one_pass():
-                return
-        except Exception:
-            log.exception("%s failed; trying again in %.0f s", what, PASS_S)
-        try:
-            await asyncio.wait_for(stop.wait(), PASS_S)
-        except TimeoutError:
-            pass
-
-
-def _span(intervals: list[int]) -> str:
-    return f"{intervals[0]}" if len(intervals) == 1 else f"{intervals[0]}-{intervals[-1]}"
+__all__ = [  # CapacityPoster and capacity_wh moved to capacity_poster; importers of tariff still find them
+    "PASS_S",
+    "CapacityPoster",
+    "CoverPricer",
+    "CoverTariff",
+    "capacity_wh",
+    "load_tariff_file",
+    "micro_per_wh",
+    "parse_tariff",
+    "pricing_window",
+    "unpriced_runs",
+]
