@@ -91,7 +91,8 @@ class DsoNode:
         from dataclasses import replace
 
         from peergrid_dso.drivers.relay_memory import InMemoryRelays
-        from peergrid_dso.interval_node import DsoLoop, build_feeder, relay_driver
+        from peergrid_dso.interval_node import DsoLoop
+        from peergrid_dso.loop_feeder import build_feeder, relay_driver
         from peergrid_dso.node_chains import ChainAdapter, Changed
         from peergrid_dso.services.dso_chain import ChainRecorder, NetworkedChain
         from peergrid_dso.services.interval import IntervalPlanner

@@ -26,9 +26,11 @@ DSO chain once per change, never adopted.
 With `tariff_file` (and an MGMC chain that settles by both) it prices each MG's cover on the MGMC chain
 (`market.tariff`, a day ahead at a time, `tariff.CoverPricer`) beside the intervals, from the start; with
 `exchange_fee` it posts that fee as `market.fee` there where the chain's standing one differs (`fee_poster`).
-Its settings are `loop_settings`; submitting to its chains and the coordinated stop, `node_chains`; reopening
-an interval on the MGMC chain, whether nobody offered in it and how the MGMCs answered, `interval_reopen` (split
-out, D5, Q8); enrolling the MGs and which of them it waits for, `interval_enrol` (D3).
+Its settings are `loop_settings`; the feeder and relays they name, `loop_feeder`; submitting to its chains and
+the coordinated stop, `node_chains`; the re-bargaining iterations of an interval's security loop,
+`security_rounds`; reopening an interval on the MGMC chain, whether nobody offered in it and how the MGMCs
+answered, `interval_reopen` (split out, D5, Q8); enrolling the MGs and which of them it waits for,
+`interval_enrol` (D3). This module still names `build_feeder`, `relay_driver` and `SecurityRounds`.
 A restarted node resumes at the first interval its records do not hold as finished, saying where in one line, and
 resumes a half-done interval from what the DSO chain holds of it, never issuing its contracts or switching again
 (`interval_resume`, D7: before, it ran its loop again from `first_interval`). An interval already over on the
@@ -53,53 +55,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso import interval_enrol, interval_missed, interval_reopen, interval_resume
+from peergrid_dso import interval_enrol, interval_missed, interval_resume, security_rounds
 from peergrid_dso.broker_tls import check_broker
 from peergrid_dso.interval_reopen import REOPEN_WAIT_S, Reopening, answer, forward_traded
-from peergrid_dso.loop_settings import IntervalNodeSettings, LoopSettings
+from peergrid_dso.loop_feeder import build_feeder, relay_driver
+from peergrid_dso.loop_settings import IntervalNodeSettings
 from peergrid_dso.node_chains import ChainAdapter, Changed, Throttled
+from peergrid_dso.security_rounds import SecurityRounds
 from peergrid_ledger import keys, query
-from peergrid_ledger import keyspace as ks
 from peergrid_ledger.consensus.shutdown import cancel_until_done
 from peergrid_ledger.records import append_record
 from peergrid_ledger.settings import ConfigError, exit_with_config_error, load_settings
-from peergrid_ledger.state import read_obj
 
 PROGRAM = "peergrid-dso-node"
 log = logging.getLogger("peergrid_dso.interval_node")
-
-
-def build_feeder(settings: LoopSettings) -> Any:
-    """The feeder of `settings.case` (+ `ties`) with the MGs' buses; a `ConfigError` naming the key that is
-    wrong (`loop.case`, `loop.ties`, `loop.mgs`), also in `live.preflight`, before the web server starts."""
-    from peergrid_dso.feeder.model import FeederDataError
-
-    buses = {mg: entry.bus for mg, entry in settings.mgs.items()}
-    key = "loop.case"
-    try:
-        if settings.case == "case33bw":
-            from peergrid_dso.feeder.cases import case33bw
-
-            feeder = case33bw()  # its ties are its own: `ties` is for a MATPOWER case, as before
-        else:
-            from peergrid_dso.feeder.cases import load_ties
-            from peergrid_dso.feeder.matpower import load_matpower
-
-            feeder = load_matpower(settings.case)
-            if settings.ties is not None:
-                key = "loop.ties"
-                feeder = load_ties(feeder, settings.ties)
-        key = "loop.mgs"
-        return feeder.with_mg_buses(buses) if buses else feeder
-    except FeederDataError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-
-
-def relay_driver(settings: LoopSettings, feeder: Any) -> Any:
-    """The relays of `relays_file` (checked: `services.switching_relays.load_relays`), or in memory."""
-    from peergrid_dso.services.switching_relays import relay_driver as configured
-
-    return configured(settings.relays_file, settings.relays_tls, feeder)
 
 
 async def serve(settings: IntervalNodeSettings) -> None:
@@ -114,18 +83,6 @@ async def serve(settings: IntervalNodeSettings) -> None:
         check_broker, settings.broker_host, settings.broker_port, settings.broker_tls, client_id
     )
     await DsoNode.assemble(settings).run(stop)
-
-
-@dataclass
-class SecurityRounds:
-    """What the security loop of one interval did: the injections it ended with, every contract it sealed
-    (with its iteration), each iteration's revised injections and who was missing, the unmet constraint."""
-
-    injections: dict[str, tuple[float, float]]
-    unmet: str | None
-    adjustments: list[dict[str, Any]] = field(default_factory=list)
-    rounds: list[dict[str, Any]] = field(default_factory=list)
-    iterations: int = 1  # AC analyses: the first, then one per re-bargaining
 
 
 @dataclass
@@ -370,77 +327,12 @@ class DsoLoop:
         analysis: Any,
         already: int = 0,
     ) -> SecurityRounds:
-        """Design step 6: seal each affected MG's adjustment contract, reopen the interval on the MGMC chain
-        (`reopen`), let every MGMC of the interval re-bargain and submit its revised injection for this iteration,
-        re-check by AC power flow on the chosen topology, repeat up to `max_iterations`. An MG that answers
-        short of its limit (or not at all) has shown what it can reach: the next iteration asks the others.
-        `mgs`: the MGs it waits for (those that sent an injection for this interval); the others keep theirs.
-        `already`: the iterations the DSO chain holds of it from before a restart (`interval_resume.on_chain`):
-        it goes on with the next, within the same `max_iterations`."""
-        from peergrid_dso.services.security import learn_reach
-
-        s = self.settings
-        out = SecurityRounds(injections=dict(injections), unmet=analysis.unmet)
-        contracts = list(analysis.contracts)
-        reach: dict[str, Any] = {}
-        iteration = already
-        while contracts and mgs and iteration < s.max_iterations:
-            iteration += 1
-            txids: list[bytes | None] = []  # each contract's on the DSO chain (final now), None if not there
-            for contract in contracts:
-                body = {**contract.body(), "iteration": iteration}
-                node = bytes.fromhex(s.mgs[contract.mg].node)
-                await asyncio.to_thread(self.recorder.adjustment, node, t, body)
-                index = read_obj(self.replica.app.state, ks.adjustment_index(node, t)) or []
-                txids.append(index[-1] if index else None)
-                # the record names the contract's txid, so the console can point at it on the chain
-                out.adjustments.append({**body, "txid": index[-1].hex() if index else None})
-            nodes = [s.mgs[c.mg].node for c in contracts]
-            first = txids[0]  # the reopening names the iteration's first contract
-            reopening = (
-                Reopening(None, "no contract on chain") if first is None else await self.reopen(t, first, mgs)
-            )
-            reopened = reopening.iteration
-            self.publish({"interval": t, "iteration": iteration, "final": False, "adjust": nodes,
-                          "rebargain": reopened is not None, "reopen": reopened})  # fmt: skip
-            got = await self.gather(t, iteration, mgs, s.wait_s, s.rebargain_wait_s)
-            missing = sorted(mg for mg in mgs if mg not in got or got[mg][1] < iteration)
-            if missing:
-                log.warning("interval %d iteration %d: no revised injection from %s", t, iteration, missing)
-            out.injections = {
-                mg: (got[mg][0] / 1e6 if mg in got else p, q) for mg, (p, q) in injections.items()
-            }
-            self.live.injections[t] = dict(out.injections)
-            reach = learn_reach(reach, contracts, out.injections)
-            contracts, _, out.unmet = await asyncio.to_thread(
-                self.planner.adjust, t, analysis.target_open, out.injections, reach
-            )
-            out.rounds.append(
-                {
-                    "iteration": iteration, "reopened": reopened, "not_reopened": reopening.why,
-                    "answer": answer(reopening), "missing": missing,
-                    "injections_kw": {mg: p * 1000 for mg, (p, _) in out.injections.items()},
-                    "secure": not contracts and out.unmet is None, "unmet": out.unmet,
-                }
-            )  # fmt: skip
-        out.iterations = iteration + 1
-        return out
+        """Design step 6, the re-bargaining iterations of interval t (`security_rounds.security_loop`)."""
+        return await security_rounds.security_loop(self, t, mgs, injections, analysis, already)
 
     async def reopen(self, t: int, ref: bytes, mgs: Iterable[str] = ()) -> Reopening:
-        """Reopen interval t on the MGMC chain for this iteration's re-bargaining (`interval_reopen.reopen`;
-        ref = the iteration's first adjustment contract's txid): its iteration there, or None and why not. At
-        once, without waiting for a closing, where nobody offered (`interval_reopen.nothing_offered`; `mgs`:
-        those that sent an injection): U3's interval 75 overran by 12.7 s waiting for a closing that never
-        comes."""
-        idle = None
-        if self.mgmc is not None and mgs:
-            anonyms = {mg: bytes.fromhex(entry.anonym) for mg, entry in self.settings.mgs.items()}
-            state = self.mgmc.node.replicas[self.mgmc.chain].app.state
-            idle = interval_reopen.nothing_offered(state, t, {anonyms[mg] for mg in mgs}, anonyms.values())
-        if idle is not None:
-            log.info("interval %d: %s; not reopened, the MGMCs re-plan", t, idle)
-            return Reopening(None, idle)
-        return await interval_reopen.reopen(self.mgmc, self.dso_key, t, ref, self.settings.rebargain_wait_s)
+        """Reopen interval t on the MGMC chain for an iteration's re-bargaining (`security_rounds.reopen`)."""
+        return await security_rounds.reopen(self, t, ref, mgs)
 
     def record(self, doc: dict[str, Any]) -> None:
         if self.settings.record_file is not None:
@@ -472,6 +364,7 @@ __all__ = [
     "REOPEN_WAIT_S",
     "DsoLoop",
     "Reopening",
+    "SecurityRounds",
     "answer",
     "build_feeder",
     "forward_traded",

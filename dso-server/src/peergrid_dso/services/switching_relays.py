@@ -5,7 +5,7 @@ Promises: `load_relays` returns branch -> `RelayEndpoint` for every relay the DS
 `ConfigError` with one line that starts `loop.relays_file: <path>:` and names the entry: unreadable, not
 JSON, a shape `relay_tls.relay_endpoints` refuses, a branch the feeder does not have, or no relay at all
 (leave `relays_file` out to run with relays in memory). `check_relays` builds what the node will build - the
-feeder (`interval_node.build_feeder`) and the relays - for `live.preflight` and `peergrid-dso check-config`,
+feeder (`loop_feeder.build_feeder`) and the relays - for `live.preflight` and `peergrid-dso check-config`,
 and returns the warnings: the feeder's branches without a relay, named in one line (a plan that switches one
 is refused at run time, "no relay configured for branch N"). `relay_driver` is the driver the node runs (Modbus, or in memory
 with one relay per branch); both name their branches (`switching.RelayInventory`), so the executor reads
@@ -66,7 +66,7 @@ def unrelayed(feeder: Feeder, endpoints: dict[int, RelayEndpoint]) -> tuple[int,
 def check_relays(loop: Any) -> list[str]:
     """What the node builds from `loop` (a `LoopSettings`) - the feeder, then its relays - built now, so a
     bad case, ties or relays file stops `serve` before the web server starts; the warnings to log."""
-    from peergrid_dso.interval_node import build_feeder
+    from peergrid_dso.loop_feeder import build_feeder
 
     feeder = build_feeder(loop)
     if loop.relays_file is None:
