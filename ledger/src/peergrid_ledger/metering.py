@@ -12,9 +12,10 @@ exact (`Fraction`); and `commitment_intervals(window, commit_ms, max_gap_ms)` th
 readings may bracket the window's boundaries. How that energy is shared among the MG's trades of the interval
 (`trade_share`, `meter_shares`, `statements_take`, `disputed_shares`, `pro_rata`) and whose readings settling
 a disputed trade uses (`meters_read`, `metered_as_dispute`) is `trade_shares`', re-exported here, where the
-edge, the DSO and the tests import them. `counting_leaves(leaves, party)` reads SunSpec's "not accumulated" (a counter at 0, which
-the edge's decoder leaves out of the leaf) as 0 where that never favours the party: a seller's export counter
-always, a buyer's import counter only where some reading shows it (edge `pcc_readings` says why). Each reading
+edge, the DSO and the tests import them. `counting_leaves(leaves, party)` reads SunSpec's "not accumulated" (a
+counter at 0, which the edge's decoder leaves out of the leaf) as 0 where that never favours the party: a
+seller's export counter always, a buyer's import counter only where some reading shows it (edge
+`pcc_readings` says why). Each reading
 entry has a twin over readings decoded once (`read_leaf`: a leaf's fields, or `Undecoded`): `samples_of`,
 `counting_readings`, `metered_readings` (and `meter_signing.counted_readings`), which the bytes entries call
 and which give the same values and refusals (tests/ledger/test_metering_decoded.py), so the DSO, which has
