@@ -16,7 +16,8 @@ trade it asks the pure resolver (`disputes.resolve`) for the energy both parties
 and sends `settle {trade, delivered}` (on a trade whose parties the DSO priced with `market.tariff`, also
 `seller_short` and `buyer_short`: `disputes.Vouched.shorts`) under the DSO key through the chain adapter
 (`node_chains.ChainAdapter`: judged on the committed state first, so a refusal comes back at once with the chain's reason, never as a
-wait); the readings it held for a trade it no longer needs are dropped. Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`): settled
+wait); the readings it held for a trade it no longer needs are dropped. Each decision is recorded once per change (`decisions`, and a JSON line in `record_file`:
+`dispute_record`): settled
 (with the metering it rests on, each party's meter readings it verified - `readings` {signed, unsigned,
 refused, refused_why[, off_clock]}: `sealed_readings.ReadingsCount` - and the txid), refused (the chain's reason; tried again after `retry_s` while
 the trade is still disputed, e.g. a buyer without funds), failed (a refusal no retry cures: `invalid`,
@@ -28,9 +29,9 @@ final block's time reaches the dispute's deadline, after which the resolver's de
 dispute is never left waiting for ever on one party). It never settles on a guess and never sends for a trade
 that is not disputed on its replica. The chain's time it judges by is its replica's (the head block's time,
 each commitment's block time from the store's transaction index); both bounds are the chain's
-`settle_wait_ms` unless the DSO gives its own (`seal_within_ms`, `wait_ms`); `meterless` names the anonyms
+`settle_wait_ms` unless the DSO gives its own (`seal_within_ms`, `wait_ms`; `dispute_time`, with the clock); `meterless` names the anonyms
 of MGs without a PCC meter (the DSO's config), which the resolver never meters and takes at their word;
-`signing` the PCC meters enrolled as signing (`signing_meters`: each MG's `meter_key`), whose MGs it meters from
+`signing` the PCC meters enrolled as signing (`meter_clock.signing_meters`: each MG's `meter_key`, still named here), whose MGs it meters from
 meter-signed readings only. A trade it takes up with a party that is no anonym in `nodes` (review14 K1: an
 MGMC trading under its node key) is logged once per run as an error naming the key; the resolver takes that
 side as unmetered under its deadline rules. Readings reach it through
@@ -48,22 +49,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from peergrid_dso.dispute_record import DisputeRecord
+from peergrid_dso.dispute_time import ReplicaTime
 from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve, to_json
-from peergrid_dso.meter_clock import ChainClock, on_chain
+from peergrid_dso.meter_clock import ChainClock, signing_meters
 from peergrid_dso.sealed_pass import SealedSet, take_in
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
 from peergrid_ledger.block import decode_block
-from peergrid_ledger.contracts.market_clock import posted_epoch
 from peergrid_ledger.contracts.market_state import trade_key
 from peergrid_ledger.metering import Unmetered
-from peergrid_ledger.records import append_record
 from peergrid_ledger.results import Reason
 from peergrid_ledger.takeup import reveals_due, with_dso, withheld_due
 
@@ -96,10 +96,10 @@ class DisputeSettler:
         meterless: Collection[bytes] = frozenset(),  # anonyms of MGs without a PCC meter (MgEntry.meterless)
         signing: SigningMeters | None = None,  # PCC meters enrolled as signing (`signing_meters`)
     ) -> None:
-        self.adapter, self.dso_key, self._clock, self.nodes = adapter, dso_key, clock, dict(nodes)
-        self._clock_final = False  # read from the chain's posted clock (`clock`)
-        self.record_file, self.retry_s, self.now = record_file, retry_s, now
-        self.seal_within_ms, self.wait_ms = seal_within_ms, wait_ms
+        self.adapter, self.dso_key, self.nodes = adapter, dso_key, dict(nodes)
+        self.time = ReplicaTime(clock, seal_within_ms, wait_ms)  # `clock`, `chain_time`
+        self.retry_s, self.now = retry_s, now
+        self.record = DisputeRecord(record_file)  # each decision, once per change (`decide`)
         self.meterless = frozenset(meterless)
         self.signing = signing
         # each (node, commitment)'s set as taken in: checked, read once (`sealed_pass.take_in`), while read
@@ -112,12 +112,19 @@ class DisputeSettler:
         # trades both parties committed to and neither revealed yet: their reveal deadline (chain ms), from which
         # the DSO takes them up if still unrevealed (review14 K3b)
         self.reveals: dict[bytes, int] = {}
-        self.decisions: dict[bytes, dict[str, Any]] = {}  # the latest decision on each trade
         self.failed: set[bytes] = set()  # settles the chain refused for good: not taken up again this run
         self.unmapped: set[bytes] = set()  # trades with a party the DSO has no node key for: logged once
-        self.history: list[dict[str, Any]] = []  # every decision in order (bounded)
-        self._lock = threading.Lock()  # decisions/history are read by the web server's threads
         self._wake = asyncio.Event()
+
+    @property
+    def decisions(self) -> dict[bytes, dict[str, Any]]:
+        """The latest decision on each trade (`dispute_record`)."""
+        return self.record.decisions
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Every decision in order, the last `dispute_record.HISTORY_KEPT`."""
+        return self.record.history
 
     @property
     def replica(self) -> Any:
@@ -129,33 +136,12 @@ class DisputeSettler:
 
     @property
     def clock(self) -> MeterClock:
-        """Where market intervals lie on the wall clock: with `disputes.t0: chain` the replica's posted
-        `market.clock`, read the first time a dispute needs it (`meter_clock.NoChainClock` if none by then);
-        with t0 in seconds that t0 until the chain has a posted clock, then the chain's (`on_chain`)."""
-        if isinstance(self._clock, ChainClock):
-            self._clock = self._clock.resolve(self.state, self.replica.store.genesis.params)
-            self._clock_final = True
-        elif not self._clock_final and posted_epoch(self.state) is not None:
-            posted = on_chain(self._clock, self.state, self.replica.store.genesis.params)
-            assert posted is not None
-            if posted != self._clock:  # a t0 configured before the start moved: the chain's rules
-                log.warning("disputes.t0 %d ms; the MGMC chain's clock says %d: metering on the chain's",
-                            self._clock.t0_ms, posted.t0_ms)  # fmt: skip
-            self._clock, self._clock_final = posted, True
-        return self._clock
+        """Where market intervals lie on the wall clock (`dispute_time.ReplicaTime.clock`)."""
+        return self.time.clock(self.replica)
 
     def chain_time(self) -> ChainTime:
-        """The replica's time for the resolver: its store, its head's time, the bounds in ms."""
-        store = self.replica.store
-        params = store.genesis.params
-        wait = int(params.settle_wait_ms)
-        return ChainTime(
-            store,
-            int(self.replica.app.tip.time),
-            wait if self.seal_within_ms is None else self.seal_within_ms,
-            wait if self.wait_ms is None else self.wait_ms,
-            bool(params.seller_vouched),
-        )
+        """The replica's time for the resolver (`dispute_time.ReplicaTime.chain_time`)."""
+        return self.time.chain_time(self.replica)
 
     # --- what arrives ---------------------------------------------------------------------------------------
 
@@ -375,52 +361,15 @@ class DisputeSettler:
         return {(n, k) for n in nodes for k in self.clock.reachable(int(record["interval"]))}
 
     def decide(self, trade: bytes, doc: dict[str, Any]) -> None:
-        """Record a decision when it says something new about the trade (not every retry of the same)."""
-        agreed = query.trade(self.state, trade) or {}
-        doc = {"trade": trade.hex(), "interval": agreed.get("interval"), **doc}
-        with self._lock:
-            last = self.decisions.get(trade)
-            if last is not None and _same(last, doc):
-                return
-            doc["at"] = time.time()
-            self.decisions[trade] = doc
-            self.history = [*self.history[-999:], doc]
-        # with why where it says one (unresolved: what it waits for; settled with a side unmetered: why that side
-        # was not, L3: a reset or a counter jump), once per decision as the record is
-        said = doc.get("why") or "; ".join(
-            f"the {s}'s metering: {w}" for s, w in (doc.get("unmetered") or {}).items()
-        )
-        log.info("dispute %s: %s%s", trade.hex()[:16], doc.get("outcome"), f" ({said})" if said else "")
-        if self.record_file is not None:
-            append_record(self.record_file, doc)
+        """Record a decision when it says something new about the trade (`dispute_record.DisputeRecord`)."""
+        self.record.decide(trade, (query.trade(self.state, trade) or {}).get("interval"), doc)
 
     def snapshot(self) -> dict[str, Any]:
         """The disputes the DSO knows and how each was decided (latest decision first by trade)."""
-        with self._lock:
-            decisions = [dict(d) for d in self.decisions.values()]
-        return {
-            "pending": sorted(t.hex() for t in list(self.pending)),
-            "disputes": sorted(decisions, key=lambda d: (d["interval"] or 0, d["trade"])),
-        }
+        return self.record.snapshot(list(self.pending))
 
     def decision(self, trade: bytes) -> dict[str, Any] | None:
-        with self._lock:
-            found = self.decisions.get(trade)
-            return None if found is None else dict(found)
-
-
-def signing_meters(mgs: Mapping[str, Any], bound_s: float) -> SigningMeters | None:
-    """The PCC meters enrolled as signing from the loop's `mgs` (`loop_settings.MgEntry`: node key -> its
-    `meter_key`), with the `disputes` section's `meter_time_bound_s`; None when no MG has one."""
-    found = {
-        bytes.fromhex(e.node): bytes.fromhex(e.meter_key) for e in mgs.values() if e.meter_key is not None
-    }
-    return SigningMeters(found, round(bound_s * 1000)) if found else None
-
-
-def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys_ = ("outcome", "why", "delivered", "detail", "settled", "rule")
-    return all(a.get(k) == b.get(k) for k in keys_)
+        return self.record.decision(trade)
 
 
 def _statements(where: dict[str, Any]) -> dict[str, int]:
@@ -433,3 +382,13 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+__all__ = [  # signing_meters moved to meter_clock, beside SigningMeters; importers of dispute_node still find it
+    "REFUSED_FOR_GOOD",
+    "TRADE_PREFIX",
+    "DisputeSettler",
+    "ReadingsNotNeeded",
+    "ReadingsRefused",
+    "signing_meters",
+]

@@ -223,8 +223,8 @@ def dispute_settler(settings: Any, mgmc: Any, dso_key: keys.Keypair) -> Any:
     (`meter_clock.dispute_clock`),
     each MG's anonym mapped to its node key from `mgs` (the DSO enrolled both), and the MGs whose PCC meter signs
     its readings (`mgs.<mg>.meter_key`): those are read from meter-signed readings only."""
-    from peergrid_dso.dispute_node import DisputeSettler, signing_meters
-    from peergrid_dso.meter_clock import dispute_clock
+    from peergrid_dso.dispute_node import DisputeSettler
+    from peergrid_dso.meter_clock import dispute_clock, signing_meters
 
     d = settings.disputes
     clock = dispute_clock(settings)  # t0 in s, or 'chain': the MGMC chain's market.clock at first use

@@ -6,7 +6,7 @@ may bracket it (`metering.commitment_intervals`), as far as a signing meter's cl
 meter readings one commitment interval can hold (`most_meter_readings`, review16 P1); `ChainTime` is the
 chain's time a dispute is judged by (the DSO's replica: where each commitment landed, its head's time, the
 sealing and deadline bounds, the genesis' `seller_vouched`); `SigningMeters` the PCC meters enrolled as
-signing; `ChainClock` a `MeterClock` whose t0 is the MGMC chain's posted interval clock (`loop.disputes.t0:
+signing (`signing_meters`: from the loop's `mgs`' `meter_key`s); `ChainClock` a `MeterClock` whose t0 is the MGMC chain's posted interval clock (`loop.disputes.t0:
 chain`, `market_clock`), read from the replica's state at first use; `on_chain` moves a configured t0 to a
 posted clock (the chain settles on it: the DSO must meter the windows it settles). Plain data, validated on construction (`ValueError`); no I/O, no clock. What they mean to a decision:
 `sealed_readings`' and `disputes`' module docstrings.
@@ -156,3 +156,12 @@ class SigningMeters:
     def __post_init__(self) -> None:
         if self.bound_ms < 0:
             raise ValueError("bound_ms must not be negative")
+
+
+def signing_meters(mgs: Mapping[str, Any], bound_s: float) -> SigningMeters | None:
+    """The PCC meters enrolled as signing from the loop's `mgs` (`loop_settings.MgEntry`: node key -> its
+    `meter_key`), with the `disputes` section's `meter_time_bound_s`; None when no MG has one."""
+    found = {
+        bytes.fromhex(e.node): bytes.fromhex(e.meter_key) for e in mgs.values() if e.meter_key is not None
+    }
+    return SigningMeters(found, round(bound_s * 1000)) if found else None
