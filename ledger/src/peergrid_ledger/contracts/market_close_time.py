@@ -20,7 +20,7 @@ Why so, against an attacker holding one MGMC's keys (its node key, an authority,
   changes would leave a book "quiet" through a phase in which every member confirmed but one still had to
   move; a no-op move buys the attacker nothing that alternating two prices would not.
 - it can keep a book from being quiet by moving once per Q (each move one round past the interval's highest at
-  most, `market._check_round`: a 15-min interval at a move per 500-ms block takes 1,800 of the schema's
+  most, `market_positions._check_round`: a 15-min interval at a move per 500-ms block takes 1,800 of the schema's
   1,000,000 rounds), so the rule binds only until the interval's end: after it the energy was delivered,
   nothing is left to bargain and anyone may close. Without more, its worst is to hold the interval unclosed
   to its end, the whole interval's P2P trading lost at one transaction per Q.

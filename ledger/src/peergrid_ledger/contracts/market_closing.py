@@ -81,7 +81,7 @@ def agree_trades(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRec
             if standing is None or standing["price"] > buyer_limit(rules, standing["clean"]):
                 continue  # the seller's final price is beyond this buyer's cap: no trade
             if standing["price"] > seen.get(demand["seller"], standing["price"]):
-                continue  # the seller raised its price since the buyer asked (market._stamp_demands)
+                continue  # the seller raised its price since the buyer asked (market_positions._stamp_demands)
             if rules["clean_only"] and not standing["clean"]:
                 continue
             demand_by_seller.setdefault(demand["seller"], []).append((buyer, demand["quantity"]))
