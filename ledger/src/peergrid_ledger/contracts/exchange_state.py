@@ -1,5 +1,5 @@
 """The exchange contract's state: its bounds, its price arithmetic, its keys and its readers (exchange.py has
-the transactions that write them, exchange_clearing.py the accepts and the clear).
+the transactions that write them, exchange_accept.py the accepts and exchange_clearing.py the clear).
 
 Promises: `next_prices` is the one price rule, `rho_bounds` the one ρ rule and `micro_per_wh` the one
 conversion onto the market contract's tick, exact in integers; the controller imports them, so the two sides
@@ -136,6 +136,15 @@ def stepped_key(member: bytes, name: str) -> bytes:
 def window_key(member: bytes, name: str) -> bytes:
     """The trading window a member stated with its first `exchange.accept` (absent: it stated none)."""
     return b"xch/window/" + member + name.encode()
+
+
+def cleared_key(name: str) -> bytes:
+    return b"xch/cleared/" + name.encode()
+
+
+def clearing_key(name: str) -> bytes:
+    """A clear in parts: `{next, skipped, trades}` so far; absent before the first part and after the last."""
+    return b"xch/clearing/" + name.encode()
 
 
 def trading_window(state: StateReader, name: str, member: bytes) -> range | None:
