@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from peergrid_dso.routes import dso as routes
+from peergrid_dso.routes import dso_plans
 from peergrid_dso.services.switching import ExecutionResult, plan_switching
 from peergrid_dso.services.switching_watch import RelayWatch
 
@@ -49,7 +49,7 @@ def racing_writer(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
             dso.open_set = result.final_open
         return plan
 
-    monkeypatch.setattr(routes, "plan_switching", racing)
+    monkeypatch.setattr(dso_plans, "plan_switching", racing)  # where create_plan looks it up
     return recorded
 
 
