@@ -162,3 +162,68 @@ def test_the_loops_market_clock_is_the_mgmc_chains_posted_one() -> None:
     assert interval_missed.overdue(None, 40, 52, 1e12) == []
     params.settle_interval_ms = 0  # a chain without an interval clock
     assert clock(43) is None
+
+
+class MarketBehind(Lab):
+    """D7's lab whose MGMCs had waited for the DSO while it was down (its verdict on their interval, then on the one
+    before their next), so at its return they are on interval `on` though the clock is past it: none has sent an
+    injection for a later one, and they go on to the next once the DSO's final verdict on theirs is out."""
+
+    def __init__(self, tmp_path: Path, on: int) -> None:
+        self.on = on
+        super().__init__(tmp_path)
+
+    def inject(self, mg: str, t: int, revision: int, watts: int = 100_000) -> None:
+        if t <= self.on:  # (the lab injects every interval at once: here only up to the one they are on)
+            super().inject(mg, t, revision, watts)
+
+    def verdict(self, doc: dict[str, Any]) -> None:
+        if doc["final"] and doc["interval"] == self.on:
+            self.on += 1
+            for mg in self.mgs:
+                self.inject(mg, self.on, 0)
+
+
+@pytest.mark.parametrize(("on", "missed"), [(13, []), (14, [13])], ids=["on 13", "past 13, on 14"])
+def test_an_interval_over_on_the_clock_that_the_mgmcs_have_not_gone_past_is_acted_on(
+    tmp_path: Path, on: int, missed: list[int]
+) -> None:
+    """R45: the node came back when the clock said 13 and 14 were over, but the MGMCs, waiting for it, were on
+    `on`: only what they had gone past is missed. Before, 13 and 14 were both recorded missed and their final
+    verdicts published before any MGMC had sent an injection for 14, so the MGMCs traded 14 (and 13, on 13)
+    with no network check at all."""
+    lab = MarketBehind(tmp_path, on)
+    try:
+        now = [105.0]
+        first = lab.node()
+        clocked(first, now)
+        assert run(first, stop_after=12) == [10, 11, 12]
+        lab.restart()
+        now[0] = 153.0  # 13 and 14 over on the clock, 15 running
+        again = lab.node()
+        verdicts: list[dict[str, Any]] = []
+        worked = clocked(again, now, verdicts)
+        again.publish = lambda doc: (verdicts.append(doc), lab.verdict(doc))  # type: ignore[method-assign]
+        assert run(again) == [13, 14, 15]
+        assert worked == [t for t in (13, 14, 15) if t not in missed]
+        records = [json.loads(line) for line in lab.records.read_text().splitlines()]
+        assert [r["interval"] for r in records if "missed" in r] == missed
+        final = [(v["interval"], v.get("missed") is not None) for v in verdicts if v["final"]]
+        assert final == [(t, t in missed) for t in (13, 14, 15)]
+    finally:
+        lab.store.close()
+
+
+def test_a_missed_verdict_outranks_an_iteration_published_before_the_stop() -> None:
+    """R45: an MGMC keeps the verdict of the highest iteration per interval; the missed one went out as iteration
+    0, so an MGMC holding iteration 1 of the interval (half done at the stop) dropped it and waited out its
+    dso_timeout_s (113 s in U6's lab) for a final verdict that had come."""
+    import asyncio
+
+    from peergrid_edge.verdict_inbox import file_verdict
+
+    agent = SimpleNamespace(verdicts={}, _verdict_event=asyncio.Event())
+    file_verdict(agent, json.dumps({"interval": 13, "iteration": 1, "final": False, "adjust": []}).encode())
+    doc = interval_missed.missed_verdict(interval_missed.missed_record(13, 140.0, 153.0), [33, 34], 3 + 1)
+    file_verdict(agent, json.dumps(doc).encode())
+    assert agent.verdicts[13]["final"] and agent.verdicts[13]["missed"] == interval_missed.DOWN

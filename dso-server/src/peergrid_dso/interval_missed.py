@@ -11,10 +11,15 @@ clock before the MGMCs start, so its node has one; a lab without it has none; th
 follows the MGMC chain, but nothing posts `market.clock` there (the edges' `peergrid_market_epoch` is not on
 chain), so a pilot's node has none until one is posted; the tests' loops have none unless they give one
 (`DsoLoop.ends_at`). Without a clock the loop acts on every interval as before (D7's resume only), however late.
-`overdue(ends_at, start, end, now)` is the run of intervals from `start` whose end has passed (`now` >= it; the
-loop passes the time its run started, so only an outage's intervals are missed: a node that falls behind while
-running catches up, as the MGMCs do, since they wait for its verdict on the interval before theirs and so trade
-late in step with it);
+`overdue(ends_at, start, end, now, past)` is the run of intervals from `start` whose end has passed (`now` >= it;
+the loop passes the time its run started, so only an outage's intervals are missed: a node that falls behind
+while running catches up, as the MGMCs do, since they wait for its verdict on the interval before theirs and so
+trade late in step with it) and that the MGMCs have gone past (`past(t)`; the loop's: one of them sent its
+injection for t + 1, `DsoLoop.market_past`). Why both (R45): the MGMCs wait for the DSO during its outage too
+(its verdict on their interval, 113 s in U6's 6-MG 8-s lab (`dso_timeout_s`), then on the one before their next, up
+to three intervals), so at its return they are behind the clock; an interval over on the clock that they have
+not traded yet, or are waiting on its verdict for, is acted on, late, like the running one: its final verdict
+published as missed would let them trade it with no network check, as 325075d said of a loaded node;
 `missed_record` is the interval record the loop writes for each (`missed`: why, no analysis, no contract, no
 switching), `missed_verdict` the final verdict it publishes for it (the MGMCs wait for one before their next
 interval) and `said` the one line for the run. A record means finished to `interval_resume`, so a missed
@@ -53,15 +58,17 @@ def loop_clock(mgmc: Any) -> EndsAt | None:
     return ends_at
 
 
-def overdue(ends_at: EndsAt | None, start: int, end: int, now: float) -> list[tuple[int, float]]:
-    """The intervals from `start` (before `end`) that ended by `now`, with when, up to the first not over (or
-    not known)."""
+def overdue(
+    ends_at: EndsAt | None, start: int, end: int, now: float, past: Callable[[int], bool] | None = None
+) -> list[tuple[int, float]]:
+    """The intervals from `start` (before `end`) that ended by `now` and that the MGMCs have gone past (`past`;
+    None: not known, the clock alone), with when, up to the first not over (or not known) or not gone past."""
     run: list[tuple[int, float]] = []
     if ends_at is None:
         return run
     for t in range(start, end):
         ended = ends_at(t)
-        if ended is None or ended > now:
+        if ended is None or ended > now or (past is not None and not past(t)):
             break
         run.append((t, ended))
     return run
@@ -72,12 +79,15 @@ def missed_record(t: int, ended: float, now: float) -> dict[str, Any]:
     return {"interval": t, "missed": DOWN, "ended": ended, "noticed": now, "adjustments": [], "plan": None}
 
 
-def missed_verdict(record: dict[str, Any], open_set: list[int]) -> dict[str, Any]:
+def missed_verdict(record: dict[str, Any], open_set: list[int], iteration: int) -> dict[str, Any]:
     """The final verdict published for a missed interval: an MGMC waits for the DSO's final verdict on the
     interval before its own (`dso_verdicts.previous_cleared`, up to three intervals) and on its own; `secure`
-    None, as nothing was checked; the relays' open set stands as it is."""
-    return {"interval": record["interval"], "iteration": 0, "final": True, "secure": None, "open": open_set,
-            "unmet": None, "missed": record["missed"]}  # fmt: skip
+    None, as nothing was checked; the relays' open set stands as it is. `iteration`: past any the node may
+    have published for it before its stop (the loop's `max_iterations` + 1), since an MGMC keeps the verdict
+    of the highest iteration (`verdict_inbox.file_verdict`): with iteration 0, one holding iteration 1 of a
+    half-done interval dropped it and waited out its `dso_timeout_s` (R45)."""
+    return {"interval": record["interval"], "iteration": iteration, "final": True, "secure": None,
+            "open": open_set, "unmet": None, "missed": record["missed"]}  # fmt: skip
 
 
 def said(run: list[int], next_interval: int, end: int) -> str:

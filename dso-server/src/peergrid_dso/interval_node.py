@@ -34,8 +34,9 @@ answered, `interval_reopen` (split out, D5, Q8); enrolling the MGs and which of 
 A restarted node resumes at the first interval its records do not hold as finished, saying where in one line, and
 resumes a half-done interval from what the DSO chain holds of it, never issuing its contracts or switching again
 (`interval_resume`, D7: before, it ran its loop again from `first_interval`). An interval already over on the
-market's clock before the node's run started (it was down) is recorded as missed, one line for the
-run, with no analysis, contract or switching (`interval_missed`, D8: before, a pilot's node back after an hour
+market's clock before the node's run started (it was down) and that the MGMCs have gone past (one of them sent its
+injection for the next: they wait for the DSO while it is down, so they are behind the clock at its return) is
+recorded as missed, one line for the run, with no analysis, contract or switching (`interval_missed`, D8: before, a pilot's node back after an hour
 sent contracts and switched relays for four intervals past); one already started is acted on. The market's
 clock is the MGMC chain's posted `market.clock`; without one (a pilot today, a lab without settle-by-both)
 every interval is acted on, as before.
@@ -217,17 +218,27 @@ class DsoLoop:
         WARNING line (`interval_missed`); how many. 0 without a clock (the MGMC chain's posted `market.clock`).
         Only an outage's intervals: a node that fell behind while running catches up as the MGMCs do (they wait
         for its verdict on the interval before theirs, so they trade late in step with it, and skipping would
-        leave trades agreed now unchecked; a loaded lab fell 8 s behind and skipped intervals)."""
+        leave trades agreed now unchecked; a loaded lab fell 8 s behind and skipped intervals); and only those the
+        MGMCs have gone past (`market_past`): they wait for the DSO while it is down too, so an interval over on
+        the clock may not be traded yet (R45)."""
         now = self.clock()
-        run = interval_missed.overdue(self.ends_at, t, end, min(now, started))
+        run = interval_missed.overdue(self.ends_at, t, end, min(now, started), self.market_past)
         records = [interval_missed.missed_record(u, ended, now) for u, ended in run]
         open_now = sorted(self.live.open_set)
         for doc in records:  # its final verdict too: an MGMC starts an interval after the one before's
-            self.publish(interval_missed.missed_verdict(doc, open_now))
+            self.publish(interval_missed.missed_verdict(doc, open_now, self.settings.max_iterations + 1))
             self.record(doc)
         if records:
             log.warning("%s", interval_missed.said([u for u, _ in run], t + len(run), end))
         return len(run)
+
+    def market_past(self, t: int) -> bool:
+        """Whether the MGMCs have gone on past interval t: one of them sent its injection for t + 1 on the DSO
+        chain (each sends one every interval, and starts t + 1 only once t's final verdict is out or waited
+        for). An interval over on the clock that they have not gone past is acted on, not missed (R45)."""
+        state = self.replica.app.state
+        nodes = (bytes.fromhex(entry.node) for entry in self.settings.mgs.values())
+        return any(query.equivalent_injection(state, node, t + 1) is not None for node in nodes)
 
     async def record_start(self) -> None:
         """The relays' positions the node adopted at start, on the DSO chain (`switching_adopt`)."""
@@ -259,7 +270,9 @@ class DsoLoop:
         mgs = self.active_mgs()
         got = await self.gather(t, 0, mgs, s.wait_s, 3600.0)
         nodes = {mg: bytes.fromhex(entry.node) for mg, entry in s.mgs.items()}
-        prior = interval_resume.on_chain(self.replica.app.state, nodes, t)  # nothing, but after a restart
+        # nothing, but after a restart; where each contract and answer lies on the chain orders them (R45)
+        locate = getattr(getattr(self.replica, "store", None), "locate_tx", None)
+        prior = interval_resume.on_chain(self.replica.app.state, nodes, t, locate)
         if prior.resumed:
             log.info("interval %d resumed after a restart: the DSO chain holds %s", t, prior.record())
             if prior.plan is None:  # the MGs' answers to its last iteration, where still on their way
