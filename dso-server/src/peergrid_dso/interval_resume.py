@@ -9,8 +9,9 @@ interval that needed no contract and no switching (most do not) leaves nothing o
 resumes after the last recorded interval of `[first, end)` (records are appended in order; lines of other
 intervals, torn lines and lines that are no record are passed over); with no `record_file` it cannot know, and
 starts at `first`, as before; a record file it cannot read is a `ConfigError` naming it (the node does not start:
-it would replay every interval or lose its records). `on_chain(state, nodes, t)` is what the DSO chain holds of interval t before the
-loop works on it: how many iterations of its security loop the MGs answered or were sent contracts for, and
+it would replay every interval or lose its records). `on_chain(state, nodes, t, locate)` is what the DSO chain holds of interval t before
+the loop works on it: how many iterations of its security loop the MGs answered or were sent contracts for
+(one sent after the answers to the last answered one counts too: `locate` orders them on the chain), and
 its switching plan (`interval-<t>`, the planner's id, once per chain). The loop reads it for every interval; it
 differs from nothing only for the interval that was half done at the stop (or finished with its record lost,
 which is not synced to disk): that interval is resumed, not started again: its security loop goes on with the
@@ -22,7 +23,7 @@ before the switching, so it is not run again either). Pure but for reading the r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -83,6 +84,10 @@ def resume_at(record_file: Path | None, first: int, end: int) -> Resume:
     )
 
 
+# a txid's (height, index) on the DSO chain (the replica's store), None: not there
+Locate = Callable[[bytes], tuple[int, int] | None]
+
+
 @dataclass(frozen=True)
 class OnChain:
     """What the DSO chain holds of one interval before the loop works on it (`on_chain`)."""
@@ -110,13 +115,32 @@ def plan_id(t: int) -> str:
     return f"interval-{t}"
 
 
-def on_chain(state: Any, nodes: Mapping[str, bytes], t: int) -> OnChain:
+def on_chain(state: Any, nodes: Mapping[str, bytes], t: int, locate: Locate | None = None) -> OnChain:
     """What the DSO chain (`state`) holds of interval t: the most iterations any MG of `nodes` (MG -> node key)
-    answered (its injection's revision) or was sent contracts for, and the switching plan of t."""
-    iterations = 0
+    answered (its injection's revision) or was sent contracts for, one more where a contract was sealed after
+    the answers to the last answered iteration began (`locate`: a txid's (height, index) on the chain; None: not
+    read), and the switching plan of t.
+    Why the order (R45): a contract is sealed, so its iteration is not readable here, and an iteration asks the
+    MGs the one before did not bring within their limits (`security.learn_reach`): iteration 1 to mg1, both
+    answering, iteration 2 to mg2, then a stop before the answers to 2 landed, counted 1 contract each and
+    revision 1, so the resumed loop sealed a second 'iteration 2'. The MGs answer an iteration only after all of
+    its contracts are sealed, and the next iteration's are sealed only after an answer to it."""
+    answered, sent = 0, 0
+    answers: list[bytes] = []  # the txids of the answers to the last answered iteration
+    contracts: list[bytes] = []
     for node in nodes.values():
         injection = query.equivalent_injection(state, node, t)
         if injection is not None:
-            iterations = max(iterations, int(injection["revision"]))
-        iterations = max(iterations, len(read_obj(state, ks.adjustment_index(node, t)) or []))
+            revision = int(injection["revision"])
+            if revision > answered:
+                answered, answers = revision, []
+            if revision == answered and isinstance(injection.get("txid"), bytes):
+                answers.append(injection["txid"])
+        index = read_obj(state, ks.adjustment_index(node, t)) or []
+        sent, contracts = max(sent, len(index)), contracts + index
+    iterations = max(answered, sent)
+    if locate is not None and answers and contracts:
+        found = [at for at in map(locate, answers) if at is not None]
+        if found and any((at := locate(txid)) is not None and at > min(found) for txid in contracts):
+            iterations = max(iterations, answered + 1)
     return OnChain(t, iterations, query.switching_plan(state, plan_id(t)))
