@@ -64,3 +64,19 @@ def test_the_summary_says_how_the_interval_kept_its_slot(tmp_path: Path) -> None
     line = loop.summary({"interval": 36, "times": {"switched": 1007.0}, "secure": False}, records)
     assert line.endswith("| INSECURE | dso height None | late +0.5 s, switched at +7.0 s, OVERRAN +1.0 s")
     assert line.startswith("interval  36 09:00 |  0 trades     0.0 kWh @ 0.000 | rounds 0 |")
+
+
+def test_an_interval_the_dso_missed_is_a_line_saying_so(tmp_path: Path) -> None:
+    """R45: D8's missed record has no `times` (nor before, after, height): the summary raised KeyError 'times'
+    out of the testbed's follow loop, and without a timing read it as 'INSECURE | dso height None'."""
+    from peergrid_dso import interval_missed
+
+    loop = ClosedLoop(intervals=2, interval_s=6.0, first_interval=36)
+    loop.timing = LoopTiming(t0=1000.0, interval_s=6.0, first_interval=36, intervals=2)
+    loop.interval_min = 15.0
+    bed = SimpleNamespace(workdir=tmp_path)
+    records = loop.records_dir(bed)
+    _write(records / "dso.jsonl", [interval_missed.missed_record(36, 1006.0, 1013.0)])
+    assert loop.poll(bed, force=True) == [
+        f"interval 36: missed, {interval_missed.DOWN}: not checked, no contract, no switching"
+    ]

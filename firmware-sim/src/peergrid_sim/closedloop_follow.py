@@ -5,7 +5,8 @@ Promises: `poll(loop, bed)` reads the records the nodes append (`<workdir>/recor
 MGMC's `mgmc-<mg>.jsonl`) and returns one line per interval the DSO finished and every MGMC recorded (or had
 five intervals to); `finished` is true once the DSO did every interval, each MGMC recorded the last one (or had
 a grace to) and every replica ends on the same head (`quiesce.quiesced`, which also writes the halt file).
-`loop` is the `closedloop_run.ClosedLoop` being followed (its `shown` count is advanced here). Never edits
+An interval the DSO node recorded missed (`interval_missed`: over while it was down) reads as missed and
+why, as the console's line does, never as an insecure one. `loop` is the `closedloop_run.ClosedLoop` being followed (its `shown` count is advanced here). Never edits
 files the nodes write; reads them only.
 """
 
@@ -63,6 +64,9 @@ def summary(loop: Any, rec: dict[str, Any], records: Path) -> str:
     t = int(rec["interval"])
     if "error" in rec:
         return f"interval {t}: DSO failed ({rec['error']})"
+    # D8: over before the DSO node came back, nothing checked and no `times` (R45: a KeyError ended the lab)
+    if "missed" in rec:
+        return f"interval {t}: missed, {rec['missed']}: not checked, no contract, no switching"
     trades: dict[str, dict[str, Any]] = {}
     rounds = 0
     for path in records.glob("mgmc-*.jsonl"):
