@@ -153,3 +153,24 @@ def test_fault_prints_one_line_and_the_registers_only_with_verbose(monkeypatch, 
     monkeypatch.setattr(cli, "post", lambda control, path, body: (400, {"error": "unknown fault 'melt'"}))
     assert cli.main(["fault", "--control", "127.0.0.1:1", "mg2/bess1", "melt"]) == 1
     assert "unknown fault 'melt'" in capsys.readouterr().out
+
+
+def test_the_log_ends_what_a_clear_takes_off_and_keeps_each_forced_point(all_kinds):
+    """R45: `clear(device, "stuck")` takes every forced point off (a `value` too), and `ignore_setpoints` them with
+    it, but the log ended only the kind named, so a value fault read as still on at the end beside a device
+    with no fault; and a second stuck point ended the first's episode though both stayed stuck."""
+    control = api(all_kinds)
+    route(control, "POST", "/faults", {"device": "mg1/pv1", "fault": "value", "point": "ac_w", "value": 5})
+    route(control, "POST", "/faults", {"device": "mg1/pv1", "fault": "stuck", "point": "103.W"})
+    # stuck on ac_w ends ac_w's value, never 103.W's stuck
+    route(control, "POST", "/faults", {"device": "mg1/pv1", "fault": "stuck", "point": "ac_w"})
+    log = route(control, "GET", "/faults")["log"]
+    on = [(e["fault"], e["params"]["point"]) for e in log if e["to"] is None]
+    assert on == [("stuck", "103.W"), ("stuck", "ac_w")]  # before: 103.W's ended by ac_w's
+    route(control, "POST", "/faults/clear", {"device": "mg1/pv1", "fault": "stuck"})
+    assert "forced" not in route(control, "GET", "/devices/mg1/pv1")["faults"]  # the device: nothing forced
+    assert all(e["to"] is not None for e in route(control, "GET", "/faults")["log"])
+    route(control, "POST", "/faults", {"device": "mg1/bess1", "fault": "value", "point": "ac_w", "value": 1})
+    route(control, "POST", "/faults", {"device": "mg1/bess1", "fault": "ignore_setpoints"})
+    route(control, "POST", "/faults/clear", {"device": "mg1/bess1", "fault": "ignore_setpoints"})
+    assert all(e["to"] is not None for e in route(control, "GET", "/faults")["log"])

@@ -37,26 +37,45 @@ class FaultError(ValueError):
     """A fault request that names an unknown fault, point or value."""
 
 
+# one set of forced points per device (`device.image.force`, `device.forced`), stuck and value alike
+FORCED_POINTS = ("stuck", "value")
+# what `clear(device, kind)` takes off besides `kind` itself
+CLEARED_WITH = {"stuck": FORCED_POINTS, "value": FORCED_POINTS, "ignore_setpoints": FORCED_POINTS}
+
+
 @dataclass
 class FaultLog:
     """Each fault injected through the control API as one episode: {"device", "fault", "params", "from"
     (wall epoch s), "to" (wall epoch s it was cleared or, for a reboot, came back; None while it lasts)}.
-    Injecting a kind a device already has ends the old episode there and begins a new one (new parameters)."""
+    Injecting a kind a device already has ends the old episode there and begins a new one (new parameters); a
+    stuck or forced point ends only the episode of the same point (the points add up on the device). A clear
+    ends what `clear` takes off: clearing stuck or value clears every forced point, ignore_setpoints them too
+    (R45: a value fault cleared with stuck read as still on at the end)."""
 
     episodes: list[dict[str, Any]] = field(default_factory=list)
 
     def injected(self, device: str, request: dict[str, Any], at: float) -> None:
         kind = str(request.get("fault"))
-        self.cleared(device, kind, at)
         params = {k: v for k, v in request.items() if k not in ("device", "fault")}
+        if kind in FORCED_POINTS:
+            for e in self._open(device, FORCED_POINTS):
+                if e["params"].get("point") == params.get("point"):
+                    e["to"] = at
+        else:
+            self.cleared(device, kind, at)
         # a reboot ends by itself: silent for its seconds (2 by default, as `inject` has it), then back
         to = at + float(params.get("seconds", 2.0)) if kind == "reboot" else None
         self.episodes.append({"device": device, "fault": kind, "params": params, "from": at, "to": to})
 
     def cleared(self, device: str, kind: str | None, at: float) -> None:
-        for e in self.episodes:
-            if e["device"] == device and e["to"] is None and kind in (None, e["fault"]):
-                e["to"] = at
+        kinds = None if kind is None else (kind, *CLEARED_WITH.get(kind, ()))
+        for e in self._open(device, kinds):
+            e["to"] = at
+
+    def _open(self, device: str, kinds: tuple[str, ...] | None) -> list[dict[str, Any]]:
+        """The episodes of `device` still on, of `kinds` (None: any)."""
+        return [e for e in self.episodes
+                if e["device"] == device and e["to"] is None and (kinds is None or e["fault"] in kinds)]  # fmt: skip
 
 
 def _number(request: dict[str, Any], key: str, low: float, high: float) -> float:
