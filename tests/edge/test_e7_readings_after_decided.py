@@ -82,11 +82,30 @@ def test_no_decision_yet_is_posted() -> None:
     assert poster.posts[:3] == [9, 10, 11]
 
 
-def test_a_quick_post_does_not_send_again_what_no_dispute_reads(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_quick_post_says_a_repeated_refusal_once(caplog: pytest.LogCaptureFixture) -> None:
     # interval 11 is sealed just after the first post; 9 is read by no dispute the DSO waits on
     waiting = {"resolved": False, "outcome": "unresolved", "why": "a sibling trade is not settled yet"}
     poster = FakeDso(waiting, {9: 409}, {11: FIRST_POST + 2.5}, [60.0])
     with caplog.at_level(logging.WARNING, logger="peergrid.edge.trader"):
         _follow(poster, until=FIRST_POST + 5)
-    assert poster.posts == [9, 10, 11]  # before: 9 again at each quick try until 11 was sealed
-    assert caplog.text.count("refused (409)") == 1
+    assert poster.posts[:3] == [9, 10, 9] and poster.posts[-1] == 11  # 9 again at each quick try
+    assert caplog.text.count("refused (409)") == 1  # at WARNING once; the repeats at INFO
+
+
+class LaggingDso(FakeDso):
+    """A DSO whose replica takes the dispute a block after the first post: 9 refused (409) at first, then taken."""
+
+    def _request(self, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+        if body is not None and self.clock[0] > FIRST_POST + 0.5:
+            self.answers = {}
+        return super()._request(path, body)
+
+
+def test_a_quick_post_sends_again_what_a_dso_a_block_behind_refused() -> None:
+    """R45: 21f2bd9 kept a 409'd interval out of the quick posts, so where the DSO refused it only because its
+    replica had not taken the dispute yet, it was posted again only once the DSO said it was missing, at the
+    next slow check an interval later (S1: a vouch's deadline lost by ~1 s under load)."""
+    waiting = {"resolved": False, "outcome": "unresolved", "why": "a sibling trade is not settled yet"}
+    poster = LaggingDso(waiting, {9: 409}, {11: FIRST_POST + 2.5}, [60.0])
+    _follow(poster, until=FIRST_POST + 5)
+    assert poster.taken == {9, 10, 11}  # before: {10, 11}

@@ -66,7 +66,8 @@ class DisputeReadings:
         self.commit_ms, self.max_gap_ms = commit_ms, max_gap_ms  # (the timeout is the client's: `DsoHttp`)
         self.taken: set[int] = set()  # commitment intervals the DSO accepted from this poster
         # commitment intervals the DSO refused at the last post as read by no dispute it waits on (409): a quick
-        # post does not send them again (they are refused alike until the DSO says it misses them)
+        # post sends them again (a DSO replica a block behind takes the dispute then: R45, the slow check re-posts
+        # only once the DSO says they are missing, an interval later), saying a repeated refusal at INFO only
         self.unread: set[int] = set()
         self.incomplete = False  # the last post missed the window's last interval or met a replica behind
 
@@ -86,8 +87,9 @@ class DisputeReadings:
         return readings_bodies(self.node, sealed)
 
     async def post(self, window: tuple[int, int], only_new: bool = False) -> int:
-        """Post every sealed commitment interval around `window` (`only_new`: those the DSO has neither taken
-        from this poster nor refused as read by no dispute it waits on); returns how many the DSO accepted. An
+        """Post every sealed commitment interval around `window` (`only_new`: those the DSO has not taken from
+        this poster; one it refused again as read by no dispute it waits on is said at INFO); returns how many the
+        DSO accepted. An
         unreachable DSO or a refusal is logged, never raised: the next check posts again. Sets `incomplete` when the window's last commitment interval was
         not sealed yet (the edge seals on its commit loop's next tick after the interval ends, which can be just
         after the post: `MgMetering.follow`'s `not_before` counts no sealing time) or the DSO's replica did not
@@ -97,13 +99,14 @@ class DisputeReadings:
         last = commitment_intervals(window, self.commit_ms, self.max_gap_ms)[-1]
         self.incomplete = all(body["interval"] != last for body in bodies)
         for body in bodies:
-            if only_new and body["interval"] in self.taken | self.unread:
+            if only_new and body["interval"] in self.taken:
                 continue
             try:
                 status, answer = await asyncio.to_thread(self._request, "/api/dso/disputes/readings", body)
             except OSError as exc:
                 log.warning("dispute readings: the DSO at %s is unreachable: %s", self.url, exc)
                 return accepted
+            again = status == 409 and body["interval"] in self.unread  # refused alike at the post before
             self.unread.discard(body["interval"])
             if status == 201:
                 accepted += 1
@@ -113,8 +116,8 @@ class DisputeReadings:
                     self.unread.add(body["interval"])
                 detail = answer.get("detail", answer)
                 self.incomplete |= status == 422 and "no der_commitment" in str(detail)
-                log.warning("dispute readings of commitment interval %d refused (%d): %s", body["interval"], status,
-                            detail)  # fmt: skip
+                (log.info if again else log.warning)("dispute readings of commitment interval %d refused (%d): %s",
+                                                     body["interval"], status, detail)  # fmt: skip
         return accepted
 
     async def follow(
