@@ -7,7 +7,8 @@ and not cleared nor being cleared in parts (`_closed_session`, also the clear's 
 as its final stepped position and no larger, within its owner rules at the session's closing price on the
 market contract's tick (`_check_accept`, and the clean book's `exchange_clean.check_accept`) and its posted
 connection capacity, a stated trading window once, with its first accept (`_stated_window`), and a re-accept
-only reduce-only in the rounds (`exchange_rounds`); it freezes the member's rules up to the last interval it
+only once its round opens (`_next_round`) and reduce-only against the round before (`_reduce_only`: the
+rules a re-accept obeys, exchange_rounds.py's docstring says why; the rounds' status is read there); it freezes the member's rules up to the last interval it
 accepts or its window ends, as a market position does. Anything else is refused with a `RuleError` naming it.
 Split from exchange_clearing.py, which re-exports `accept`. Pure; no I/O.
 """
@@ -24,7 +25,7 @@ from ..tx import Tx
 from . import exchange as xch
 from . import exchange_clean as clean_book
 from .exchange_clean import trading, within
-from .exchange_rounds import _late, _next_round, _reduce_only, _status, accept_key, accepted, rounds_key
+from .exchange_rounds import LAST_REDUCING_ROUND, _late, _short, _status, accept_key, accepted, rounds_key
 from .exchange_state import clean_prices_key, cleared_key, clearing_key, trading_window, window_key
 from .funds import refuse_debtor
 from .market_capacity import within_capacity
@@ -219,3 +220,61 @@ def accept(view: Overlay, tx: Tx, ctx: BlockContext, sender: ks.AccountRecord) -
     if window is not None and previous is None:  # absent without one: today's event bytes
         event["window"] = [window[0], window[-1]]
     return [*events, ("exchange_accepted", event)]
+
+
+def _next_round(
+    record: dict[str, Any], ctx: BlockContext, status: dict[str, Any], member: bytes, previous: dict[str, Any]
+) -> int:
+    """The round a member's next accept would be, refused `duplicate` until it opens: once every member
+    accepted (or the deadline passed) and every other member still trading posted the member's round."""
+    k: int = previous["round"]
+    require(
+        trading(previous),
+        Reason.DUPLICATE,
+        f"already declined (all zeros in round {k}): a later accept could only repeat it",
+    )
+    deadline = record.get("deadline")
+    if status["waiting"] and (deadline is None or ctx.time <= deadline):
+        raise RuleError(
+            Reason.DUPLICATE,
+            f"already accepted (round {k}): round {k + 1} opens once every member accepted "
+            f"({len(status['waiting'])} have not) or the deadline passed",
+        )
+    late = [m for m in status["behind"] if m != member] if status["round"] == k else []
+    if status["round"] > k + 1 or late:
+        # (round > k + 1 cannot be: a member still trading holds every round after its own; kept loud)
+        raise RuleError(
+            Reason.DUPLICATE,
+            f"already accepted (round {k}): round {k + 1} opens once every member still trading posted "
+            f"round {k}; waiting for {_short(late)}",
+        )
+    return k + 1
+
+
+def _reduce_only(
+    previous: dict[str, Any],
+    positions: list[int],
+    clean: bool,
+    first: int,
+    accept_rounds: int = 1,
+    clean_positions: list[int] | None = None,
+) -> None:
+    """A re-accept against the member's round k: same `clean`, each position 0 or of the same sign and no
+    larger; with genesis `accept_rounds` 2 from round LAST_REDUCING_ROUND + 1 on, unchanged or all zeros.
+    On a clean session (`clean_positions`) per book: each clean position against its round-k clean one,
+    and unchanged or all zeros means in both books."""
+    k = previous["round"]
+    require(clean == previous["clean"], Reason.RULE_VIOLATION, f"clean {clean} differs from round {k}'s")
+    books = [("position", positions, previous["positions"])]
+    if clean_positions is not None:
+        books.append(("clean position", clean_positions, previous["clean_positions"]))
+    if accept_rounds >= 2 and k >= LAST_REDUCING_ROUND and any(now != then for _, now, then in books):
+        require(
+            not any(any(now) for _, now, _ in books),
+            Reason.RULE_VIOLATION,
+            f"round {k + 1}: from round {LAST_REDUCING_ROUND + 1} on a re-accept keeps its round-{k} "
+            f"accept or declines (all zeros) (the chain's genesis accept_rounds {accept_rounds})",
+        )
+    for what, now, then in books:
+        for t, (q, before) in enumerate(zip(now, then, strict=True)):
+            within(q, before, f"{what} {q} Wh in interval {first + t}", f"round-{k} accept", " (reduce only)")

@@ -1,5 +1,6 @@
-"""The exchange contract's accept rounds: their records, their status, their readers, and the rules a
-re-accept obeys (exchange_clearing.py's `exchange.accept` and `exchange.clear` apply them).
+"""The exchange contract's accept rounds: their records, their status, their readers, and why a re-accept
+obeys the rules it does (exchange_accept.py's `exchange.accept` applies them, with its `_next_round` and
+`_reduce_only`; exchange_clearing.py's `exchange.clear` reads the status).
 
 Promises:
   A member accepts again to re-check what the clear would give it: its next accept is its round k + 1,
@@ -67,10 +68,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..machine import BlockContext, require
-from ..results import Reason, RuleError
 from ..state import StateReader, read_obj
-from .exchange_clean import trading, within
+from .exchange_clean import trading
 from .exchange_state import members_key, session_key
 
 # with genesis `accept_rounds` 2 the last round in which a re-accept may reduce (rounds 2 … 5: the four
@@ -348,61 +347,3 @@ def due(
 
 def _short(keys: list[bytes]) -> str:
     return ", ".join(k.hex()[:16] + "…" for k in keys)
-
-
-def _next_round(
-    record: dict[str, Any], ctx: BlockContext, status: dict[str, Any], member: bytes, previous: dict[str, Any]
-) -> int:
-    """The round a member's next accept would be, refused `duplicate` until it opens: once every member
-    accepted (or the deadline passed) and every other member still trading posted the member's round."""
-    k: int = previous["round"]
-    require(
-        trading(previous),
-        Reason.DUPLICATE,
-        f"already declined (all zeros in round {k}): a later accept could only repeat it",
-    )
-    deadline = record.get("deadline")
-    if status["waiting"] and (deadline is None or ctx.time <= deadline):
-        raise RuleError(
-            Reason.DUPLICATE,
-            f"already accepted (round {k}): round {k + 1} opens once every member accepted "
-            f"({len(status['waiting'])} have not) or the deadline passed",
-        )
-    late = [m for m in status["behind"] if m != member] if status["round"] == k else []
-    if status["round"] > k + 1 or late:
-        # (round > k + 1 cannot be: a member still trading holds every round after its own; kept loud)
-        raise RuleError(
-            Reason.DUPLICATE,
-            f"already accepted (round {k}): round {k + 1} opens once every member still trading posted "
-            f"round {k}; waiting for {_short(late)}",
-        )
-    return k + 1
-
-
-def _reduce_only(
-    previous: dict[str, Any],
-    positions: list[int],
-    clean: bool,
-    first: int,
-    accept_rounds: int = 1,
-    clean_positions: list[int] | None = None,
-) -> None:
-    """A re-accept against the member's round k: same `clean`, each position 0 or of the same sign and no
-    larger; with genesis `accept_rounds` 2 from round LAST_REDUCING_ROUND + 1 on, unchanged or all zeros.
-    On a clean session (`clean_positions`) per book: each clean position against its round-k clean one,
-    and unchanged or all zeros means in both books."""
-    k = previous["round"]
-    require(clean == previous["clean"], Reason.RULE_VIOLATION, f"clean {clean} differs from round {k}'s")
-    books = [("position", positions, previous["positions"])]
-    if clean_positions is not None:
-        books.append(("clean position", clean_positions, previous["clean_positions"]))
-    if accept_rounds >= 2 and k >= LAST_REDUCING_ROUND and any(now != then for _, now, then in books):
-        require(
-            not any(any(now) for _, now, _ in books),
-            Reason.RULE_VIOLATION,
-            f"round {k + 1}: from round {LAST_REDUCING_ROUND + 1} on a re-accept keeps its round-{k} "
-            f"accept or declines (all zeros) (the chain's genesis accept_rounds {accept_rounds})",
-        )
-    for what, now, then in books:
-        for t, (q, before) in enumerate(zip(now, then, strict=True)):
-            within(q, before, f"{what} {q} Wh in interval {first + t}", f"round-{k} accept", " (reduce only)")
