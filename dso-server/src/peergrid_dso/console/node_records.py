@@ -11,7 +11,7 @@ result's txids, done or 'not done' with the switches that failed (changed in pla
 an older one stays 'no result recorded yet'); and each
 `operator_action` the node signed under its own name (the relay watch's read-back records, the chain
 adapter's nonce fillers). An operator's plans and actions are not the node's: the console records those
-itself (`Operations._seal`). Reads only; not thread-safe (the caller holds one lock around `scan`).
+itself (`operator_audit.OperatorAudit.seal`). Reads only; not thread-safe (the caller holds one lock around `scan`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from peergrid_dso.console.chains import ReadableChain
-from peergrid_dso.console.operations import outcome
+from peergrid_dso.console.operator_audit import outcome
 from peergrid_dso.node_name import NODE_NAME
 
 NODE = NODE_NAME  # the name the node signs its own operator_action records with

@@ -11,17 +11,12 @@ the one-time token of that preview, from the same user, within `CONFIRM_TTL_S`; 
 refused (interlock). Plan and manual ids (`plan-<n>`, `manual-<n>`) are wall-clock milliseconds, each above the
 last, so a restarted server on a persistent DSO chain does not reuse one; a record the chain refuses all the
 same (a duplicate after the clock went back) is an `OperationError` naming the chain's reason, not a crash.
-An operator can adopt the positions the relays report as the DSO's open set (all read,
-none moving, radial, the open set the operator was shown): the way out of a refused plan or a ROLLBACK FAILED,
-and what lifts the node's start alarm (`EmbeddedLoop.start_alarm`, `/api/health`).
+An operator can adopt the positions the relays report as the DSO's open set (`relay_adoption`: all read,
+none moving, radial, the open set the operator was shown).
 Every action ends with an `operator_action` record on the DSO chain naming the operator
-and the transactions the action caused, sealed with them into one final block; a switching (manual or an
-approved plan) that was not done says so there and in the audit trail, with the executor's reason
-(`outcome`); enrolment records name the
-operator too. With a `ConsoleDb` the audit trail is also kept in the DSO's data directory across restarts.
-The audit trail in memory (`audit`, oldest first) holds the last `AUDIT_KEPT` lines, the operators' and the
-node's (`add_audit`); `audit_added` counts every line added, so a view's version moves when one is added to a full
-trail. Older lines stay on the DSO chain (and the operators' in the `ConsoleDb`); the view shows the last 50.
+and the transactions the action caused, sealed with them into one final block, and a line in the audit trail
+(`operator_audit`: `audit`, `audit_added`, `add_audit` here); a switching (manual or an approved plan) that was
+not done says so there, with the executor's reason (`outcome`); enrolment records name the operator too.
 The plans list keeps every pending (or executing) plan and the last `PLANS_KEPT_DECIDED` decided ones, the
 older dropped (the DSO chain keeps every approved plan's records); readers on other threads may iterate it.
 Callers check roles; this module trusts the user name it is given.
@@ -29,7 +24,6 @@ Callers check roles; this module trusts the user name it is given.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import logging
 import secrets
@@ -42,8 +36,10 @@ from typing import Any
 import numpy as np
 
 from peergrid_dso.auth.store import ConsoleDb
+from peergrid_dso.console import relay_adoption
 from peergrid_dso.console.chains import LABEL_MAX, by_label
 from peergrid_dso.console.grid import GridView
+from peergrid_dso.console.operator_audit import AUDIT_KEPT, OperatorAudit, outcome
 from peergrid_dso.feeder.model import Feeder
 from peergrid_dso.services.dso_chain import ChainRejected
 from peergrid_dso.services.enrolment import EnrolmentNotKept, EnrolmentRefused
@@ -55,13 +51,7 @@ from peergrid_dso.services.switching import (
     SwitchingPlanError,
     plan_switching,
 )
-from peergrid_dso.services.switching_adopt import (
-    AdoptRefused,
-    adopt,
-    adoption_id,
-    adoption_records,
-    read_relays,
-)
+from peergrid_dso.services.switching_adopt import AdoptRefused
 
 log = logging.getLogger("peergrid_dso.console")
 CONFIRM_TTL_S = 120.0
@@ -71,12 +61,7 @@ CONFIRM_TTL_S = 120.0
 # long-running server kept every proposal ever made, all in the view's one table and in the operations version
 # the SSE stream computes on every tick for every open feed.
 PLANS_KEPT_DECIDED = 20
-# Audit lines kept in memory. The closed loop's node adds one for every interval it switches in and every change
-# its relay watch records, so a pilot that runs for months grew the list (and every view's copy of its tail)
-# without end; 1,000 is what the ConsoleDb gives back at a start, 20 times what the view shows.
-AUDIT_KEPT = 1000
 UNDECIDED = frozenset({"pending", "executing"})
-OPERATOR_MAX, ACTION_MAX, MAX_TXS = 64, 128, 256  # the ledger's operator_action limits
 Planner = Callable[[Feeder, np.ndarray, np.ndarray], tuple[int, ...]]
 
 
@@ -145,9 +130,7 @@ class Operations:
         self.plans: dict[str, Plan] = {}
         self.plans_kept = plans_kept
         self.db = db  # where the audit trail outlives a restart (the DSO chain holds the same records)
-        self.audit: list[dict[str, Any]] = (db.audit() if db is not None else [])[-AUDIT_KEPT:]
-        self.audit_added = 0  # lines added in this life (the view's version: `audit` stops growing when full)
-        self._auditing = threading.Lock()  # the node's reader inserts while an operator's action appends
+        self.trail = OperatorAudit(dso, db)  # each action's operator_action, and the audit trail
         self.lock = threading.Lock()  # one operator action at a time; also guards sealing the DSO chain
         self._confirmations: dict[str, tuple[str, int, bool, float]] = {}
         self.wall = wall  # plan ids from it: the DSO chain keeps every id across restarts
@@ -164,7 +147,7 @@ class Operations:
         """A record the DSO chain refused: what did land is still named by an `operator_action` (best effort),
         and the operator is told the chain's reason and whether the relays may have moved."""
         with contextlib.suppress(Exception):
-            self._seal(user, f"{action} (refused by the DSO chain)", before)
+            self.trail.seal(user, f"{action} (refused by the DSO chain)", before)
         if str(exc).startswith("switching_plan "):  # the plan itself: nothing was commanded
             return OperationError(f"the DSO chain refused the plan, nothing was operated: {exc}")
         self.grid.alarm(f"{action}: the DSO chain refused a record during execution: {exc}")
@@ -192,58 +175,19 @@ class Operations:
         except SwitchingPlanError as exc:
             raise OperationError(f"no safe switching order: {exc}") from None
 
-    def _chains(self) -> list[tuple[Any, Any]]:
-        """(chain, recorder) of each chain an action may write to: the DSO chain, and in the closed loop the
-        MGMC chain, where a revocation goes too (`EnrolmentService.mgmc_recorder`)."""
-        pairs = [(self.dso.chain, self.dso.recorder)]
-        mgmc = getattr(self.dso.enrolment, "mgmc_recorder", None)
-        if mgmc is not None and hasattr(mgmc, "chain"):
-            pairs.append((mgmc.chain, mgmc))
-        return pairs
+    @property
+    def audit(self) -> list[dict[str, Any]]:
+        """The audit trail in memory, oldest first: the last `AUDIT_KEPT` lines (`operator_audit`)."""
+        return self.trail.lines
 
-    def _pending(self) -> set[bytes]:
-        return {tx.txid for chain, _ in self._chains() for tx in chain.pending}
-
-    def _seal(self, user: str, action: str, before: set[bytes]) -> dict[str, Any]:
-        """Record who did it (`operator_action`, naming the transactions the action caused: those pending now
-        that were not `before` it) and seal it with them into a final block - on the DSO chain always, and
-        on the MGMC chain too when the action wrote there (each record names its own chain's transactions)."""
-        (dso_chain, dso_recorder), *others = self._chains()
-        entry = self._record(dso_chain, dso_recorder, user, action, before)
-        for chain, recorder in others:
-            if any(tx.txid not in before for tx in chain.pending):
-                entry["mgmc_chain"] = self._record(chain, recorder, user, action, before)
-        entry["at"] = time.time()
-        self.add_audit(entry)
-        if self.db is not None:
-            self.db.add_audit(entry["at"], entry)
-        return entry
+    @property
+    def audit_added(self) -> int:
+        """Lines added to the trail in this life (a view's version moves with it, also on a full trail)."""
+        return self.trail.added
 
     def add_audit(self, line: dict[str, Any], *, by_height: bool = False) -> None:
-        """Add a line to the audit trail: last, or (`by_height`: the node's records, read after the fact) after every
-        line of its height or below; then only the last `AUDIT_KEPT` lines are kept."""
-        with self._auditing:
-            if by_height:
-                where = bisect.bisect_right(self.audit, line["height"], key=lambda e: e.get("height") or 0)
-                self.audit.insert(where, line)
-            else:
-                self.audit.append(line)
-            del self.audit[:-AUDIT_KEPT]
-            self.audit_added += 1
-
-    @staticmethod
-    def _record(chain: Any, recorder: Any, user: str, action: str, before: set[bytes]) -> dict[str, Any]:
-        caused = [tx.txid for tx in chain.pending if tx.txid not in before]
-        record = {"operator": user[:OPERATOR_MAX], "action": action[:ACTION_MAX], "txs": caused[-MAX_TXS:]}
-        recorded = recorder.submit("operator_action", record)
-        height = chain.seal()[0].height
-        return {
-            "user": user,
-            "action": action,
-            "txids": [txid.hex() for txid in caused],
-            "record": recorded.txid.hex(),
-            "height": height,
-        }
+        """A line for the audit trail (`operator_audit.OperatorAudit.add`): the node's records by height."""
+        self.trail.add(line, by_height=by_height)
 
     @contextlib.contextmanager
     def acting(self, user: str, action: str) -> Iterator[None]:
@@ -251,12 +195,12 @@ class Operations:
         time, and sealed with an `operator_action` naming `user` and the transactions it caused - also when it
         fails after it wrote something (a failed switching still leaves its plan and steps on chain)."""
         with self.lock:
-            before = self._pending()
+            before = self.trail.pending()
             try:
                 yield
             finally:
-                if self._pending() - before:
-                    self._seal(user, action, before)
+                if self.trail.pending() - before:
+                    self.trail.seal(user, action, before)
 
     # -- reconfiguration plans
     def propose_plan(self, user: str) -> Plan:
@@ -291,7 +235,7 @@ class Operations:
                 self._keep_plans(self.plans)
 
     def _approve_plan(self, plan_id: str, user: str) -> Plan:
-        before = self._pending()
+        before = self.trail.pending()
         plan = self.plans.get(plan_id)
         if plan is None:
             raise OperationError(f"no plan {plan_id!r}")
@@ -325,7 +269,7 @@ class Operations:
         if result.alarm:
             self.grid.alarm(f"{switching.plan_id}: {result.alarm}")
         plan.chain.append(
-            self._seal(user, outcome(f"approve and execute {plan.id}", result.ok, result.alarm), before)
+            self.trail.seal(user, outcome(f"approve and execute {plan.id}", result.ok, result.alarm), before)
         )
         return plan
 
@@ -355,7 +299,7 @@ class Operations:
         if entry[:3] != (user, branch, close):
             raise OperationError("the confirmation is for another operation or user")
         with self.lock:
-            before = self._pending()
+            before = self.trail.pending()
             label = by_label(self._next_id("manual"), user)
             open_now = tuple(sorted(self.dso.open_set))
             open_after = tuple(sorted(set(open_now) - {branch} if close else set(open_now) | {branch}))
@@ -372,7 +316,7 @@ class Operations:
             self.dso.open_set = result.final_open
             if result.alarm:
                 self.grid.alarm(f"{label}: {result.alarm}")
-            chain = self._seal(user, outcome(action, result.ok, result.alarm), before)
+            chain = self.trail.seal(user, outcome(action, result.ok, result.alarm), before)
         return {
             "ok": result.ok,
             "steps": [_step(s) for s in result.steps],
@@ -383,65 +327,15 @@ class Operations:
 
     # -- the relays' reported positions: read, and adopt them (after a refusal, a ROLLBACK FAILED, a restart)
     def read_relays(self) -> dict[str, Any]:
-        """What every relay reports now beside the DSO's open set, and the open set an adoption would take
-        (or why it would be refused). Reads only; records nothing."""
-        with self.lock:
-            held = tuple(sorted(self.dso.open_set))
-            reading = read_relays(self.dso.switching.executor.driver)
-        view: dict[str, Any] = {"open_branches": list(held), "relays": {}, "unreadable": {}}
-        if reading is None:
-            return view | {"adoptable": False, "reason": "the relay driver names no relays", "changed": []}
-        view |= {
-            "relays": {str(b): p for b, p in reading.positions.items()},
-            "unreadable": {str(b): why for b, why in reading.unreadable.items()},
-        }
-        try:
-            adoption = adopt(self.grid.feeder, held, reading)
-        except AdoptRefused as exc:
-            return view | {"adoptable": False, "reason": str(exc), "changed": list(reading.disagreeing(held))}
-        return view | {
-            "adoptable": True,
-            "reason": None,
-            "adopt_open": list(adoption.open_set),
-            "changed": list(adoption.changed),
-        }
+        """What every relay reports now beside the DSO's open set (`relay_adoption.relay_view`)."""
+        return relay_adoption.relay_view(self)
 
     def adopt_relays(self, user: str, expected_open: tuple[int, ...]) -> dict[str, Any]:
-        """Adopt what the relays report as the DSO's open set, read again now: all read, none moving, radial
-        (`switching_adopt.adopt`), and the open set the operator saw (`read_relays`). Recorded on the DSO
-        chain (the adoption's plan and result, then who did it); a refusal is recorded there too, as an
-        `operator_action` naming no transaction, and raised."""
-        with self.lock:
-            before = self._pending()
-            held = tuple(sorted(self.dso.open_set))
-            reading = read_relays(self.dso.switching.executor.driver)
-            try:
-                if reading is None:
-                    raise AdoptRefused("relay positions not adopted: the relay driver names no relays")
-                adoption = adopt(self.grid.feeder, held, reading)
-                if adoption.open_set != tuple(sorted(expected_open)):
-                    raise AdoptRefused(
-                        f"relay positions not adopted: the relays now report open {list(adoption.open_set)}, "
-                        f"not the {sorted(expected_open)} given: read them again"
-                    )
-            except AdoptRefused as exc:
-                with contextlib.suppress(Exception):  # the refusal stands even if the chain does not take it
-                    self._seal(user, f"refused: {exc}", before)
-                raise OperationError(str(exc)) from None
-            plan_id = adoption_id(time.time(), f"by {user}")
-            for kind, body in adoption_records(adoption, plan_id, self.interval):
-                self.dso.recorder.submit(kind, body)
-            self.dso.open_set = adoption.open_set
-            with contextlib.suppress(AttributeError):  # the node's start alarm stood until an adoption
-                self.dso.alarms.clear()  # (`/api/health`'s loop.start_alarm); the console's log keeps it
-            chain = self._seal(user, f"adopt relay positions: open {list(adoption.open_set)}", before)
-        return {
-            "ok": True,
-            "plan": plan_id,
-            "open_branches": list(adoption.open_set),
-            "changed": list(adoption.changed),
-            "chain": [chain],
-        }
+        """Adopt what the relays report as the DSO's open set (`relay_adoption.adopt_relays`); refused: why."""
+        try:
+            return relay_adoption.adopt_relays(self, user, expected_open)
+        except AdoptRefused as exc:
+            raise OperationError(str(exc)) from None
 
     # -- enrolment (the DSO engineer's EnrolmentService; requests arrive signed over /api/dso/enrolment)
     def enrolment_view(self) -> list[dict[str, Any]]:
@@ -465,7 +359,7 @@ class Operations:
         except ValueError:
             raise OperationError("the MGMC key must be hex") from None
         with self.lock:
-            before = self._pending()
+            before = self.trail.pending()
             try:
                 e = (self.dso.enrolment.approve if verb == "approve" else self.dso.enrolment.revoke)(
                     mgmc, user
@@ -474,7 +368,7 @@ class Operations:
                 EnrolmentNotKept
             ) as exc:  # done on the chain: recorded as done, then why the file missed it
                 with contextlib.suppress(Exception):
-                    self._seal(
+                    self.trail.seal(
                         user, f"{verb} enrolment of {mgmc_hex[:16]} (not kept in the enrolment file)", before
                     )
                 raise OperationError(str(exc)) from None
@@ -482,19 +376,24 @@ class Operations:
                 raise OperationError(str(exc)) from None
             except Exception as exc:  # a chain refused or timed out half-way: what landed is still named
                 with contextlib.suppress(Exception):
-                    self._seal(user, f"{verb} enrolment of {mgmc_hex[:16]} (incomplete)", before)
+                    self.trail.seal(user, f"{verb} enrolment of {mgmc_hex[:16]} (incomplete)", before)
                 raise OperationError(f"{verb} incomplete, repeat it: {exc}") from None
             label = e.label[: LABEL_MAX - 20]
             view: dict[str, Any] = e.to_json()
-            return view | {"chain": self._seal(user, f"{verb} enrolment of {label}", before)}
-
-
-def outcome(action: str, ok: bool, alarm: str | None) -> str:
-    """The audit trail's words for a switching the operator asked for: the action alone when it was done, else
-    with "not done" and the executor's reason, so a refused or failed operation never reads as a done one (U3:
-    four failed "close branch N" read exactly as the done ones, on the chain and in the Operations view)."""
-    return action if ok else f"{action}: not done ({alarm or 'failed'})"
+            return view | {"chain": self.trail.seal(user, f"{verb} enrolment of {label}", before)}
 
 
 def _step(s: Any) -> dict[str, Any]:
     return {"branch": s.branch, "close": s.close, "ok": s.ok, "why": s.detail or None, "rollback": s.rollback}
+
+
+__all__ = [  # AUDIT_KEPT and outcome moved to operator_audit; importers of operations still find them
+    "AUDIT_KEPT",
+    "CONFIRM_TTL_S",
+    "PLANS_KEPT_DECIDED",
+    "OperationError",
+    "Operations",
+    "Plan",
+    "milp_planner",
+    "outcome",
+]

@@ -130,7 +130,7 @@ class ConsoleState:
 
     def read_node_records(self) -> int:
         """Put the node's records new on the DSO chain into the audit trail, by height among the operators'
-        (appended in height order: `Operations._seal`); how many lines were made or changed so far. A failed
+        (appended in height order: `OperatorAudit.seal`); how many lines were made or changed so far. A failed
         read is logged and tried again at the next call."""
         if self.node_records is None:
             return 0
@@ -143,7 +143,7 @@ class ConsoleState:
                 self._unread, lines = True, []
             else:
                 self._unread = False
-            for line in lines:  # by height among the operators' (`_seal` appends); the route copies its tail
+            for line in lines:  # by height among the operators' (`seal` appends); the route copies its tail
                 self.ops.add_audit(line, by_height=True)
             return self.node_records.changes
 
