@@ -41,7 +41,7 @@ from peergrid_dso.console.operations import Operations
 from peergrid_dso.console.relay_watch import standing, watch_of, watch_view
 from peergrid_dso.console.settings import ConsoleSettings
 from peergrid_dso.console.switchgear import DsoSwitchgear
-from peergrid_dso.services.enrolment_file import EnrolmentFile, check_loop_keys, enrolment_file_path
+from peergrid_dso.services.enrolment_file import EnrolmentFile, enrolment_file_path
 from peergrid_dso.services.enrolment_tokens import TokenStore, token_store_path
 
 log = logging.getLogger("peergrid_dso.console")
@@ -266,8 +266,8 @@ class ConsoleState:
 def build_console(settings: ConsoleSettings, dso: Any, loop: Any = None) -> ConsoleState:
     """`dso`: the DSO engineer's `DsoServices` (feeder, switch state, DSO chain, switching, enrolment);
     `loop`: the embedded closed-loop node (`peergrid_dso.live.EmbeddedLoop`), or None in the lab. A build that
-    fails after the console database was opened (a damaged token or enrolment file, the loop's keys refused, a
-    bad user file) closes it before it raises: the server's start ends there, and nothing else holds it."""
+    fails after the console database was opened (a damaged token or enrolment file, a bad user file) closes it
+    before it raises: the server's start ends there, and nothing else holds it."""
     db = ConsoleDb.open(path) if (path := console_db_path(settings.users_file)) is not None else None
     try:
         return _console(settings, dso, loop, db)
@@ -298,10 +298,9 @@ def _console(settings: ConsoleSettings, dso: Any, loop: Any, db: ConsoleDb | Non
                 "enrolment of %s (MGMC %s): its automatic approval never landed; dropped, its MGMC asks again",
                 e.label, e.mgmc.hex()[:12],
             )  # fmt: skip
-        # the loop's keys beside the queue, with the DSO chain's word on revocations (a stand-in loop has none)
-        if (node_settings := getattr(loop, "node_settings", None)) is not None:
-            for line in check_loop_keys(node_settings.mgs, dso.enrolment.enrolments):
-                log.warning("%s", line)
+        # The loop's keys beside this queue are not judged here: `serve` judged them before the web server started
+        # (`enrolment_file.check_at_start`, with the DSO chain's word read from its store), stopping on a fault
+        # in one line and saying each warning once; this start would only say them again (D9).
     ops = Operations(grid, dso, db=db, plans_kept=settings.plans_kept)
     explorers = {"dso": ChainExplorer("dso", dso.chain, None if live else ops.lock)}
     live_market = None
