@@ -6,7 +6,7 @@ quantity limits and clean-only preferences. A round's offers, bids and moves are
 `bid` and `move` transactions and sealed into one block by a single in-memory authority (the ledger's
 `LocalChain`), rounds numbered from 1 in each interval; moves identical to the standing position are not
 re-sent, except a bid naming a seller that raised its price since it was written (the contract then counts
-that demand no more until the buyer asks again: `market._stamp_demands`). `finish` submits `trade`, and the agreed trades are the ones the contract computed (read from its
+that demand no more until the buyer asks again: `market_positions._stamp_demands`). `finish` submits `trade`, and the agreed trades are the ones the contract computed (read from its
 events: `trades`, shared with the exchange's clear); every seal checks the block kept every transaction
 accepted on submit (`seal`: a SealError, or the exchange's refusal, never an effect silently missing);
 `settle` pays each one once, on both parties' statements by default (genesis `settle_by_both`); `pay` posts a

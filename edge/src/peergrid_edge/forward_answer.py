@@ -37,7 +37,7 @@ log = logging.getLogger("peergrid.edge.forward")
 # the re-checks that may reduce an accept (rounds 2 to 5), then a failing MG declines: `commit`'s reductions
 REDUCTIONS = 4
 # refusals of a round's answer that a later block may not repeat: the round not open yet at the block's time
-# (exchange_rounds `_next_round`), its nonce taken by another transaction of this MGMC (replicas.NONCE_TAKEN)
+# (exchange_accept `_next_round`), its nonce taken by another transaction of this MGMC (replicas.NONCE_TAKEN)
 RETRIED = (Reason.DUPLICATE.value, NONCE_TAKEN)
 
 
