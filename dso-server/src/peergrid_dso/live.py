@@ -19,7 +19,9 @@ reaches the broker and its network thread runs (`live_reconnect.LedgerLink`, whi
 landed (the console's start takes its word on the queue read back from its file: `EnrolmentService.follow_chain`;
 `stored_word` reads the same from the store on disk before the node opens it, for `serve`'s check of the loop's keys);
 an MGMC counts as revoked, there and in the loop's own MGs (`loop_enrolments`), only where its revocation is
-complete (`_word`): one that failed half-way stays authorised, told at WARNING, so the operator can repeat it;
+complete (`_word`): one that failed half-way stays authorised, told at WARNING once per start (the loop's MGs
+as the node starts, then the queue's others as the console starts; `stored_word`, before the node, tells none:
+the node tells the same over both chains), so the operator can repeat it;
 `start_alarm` and `relay_alarm` are the relays' alarms while they stand (at start; after an interval:
 `switching_watch.RelayWatch`). A start that fails (bad key file, a store of another chain) raises
 `ConfigError` in the caller. `preflight(settings)` reads, before the web server starts, what the section names
@@ -92,27 +94,49 @@ def preflight(settings: Any, *, broker: bool = True) -> list[str]:
     return warnings
 
 
-def loop_enrolments(node: DsoNode) -> dict[bytes, Any]:
+def loop_enrolments(node: DsoNode, told: set[bytes] | None = None) -> dict[bytes, Any]:
     """The MGs of the loop's config as the console's enrolment queue shows them: authorised (the node enrols
     each at start), or revoked when the chains say so (a revocation outlives a restart; a complete one only,
-    `_word`). Call on the node's event loop (it reads the live ledger state)."""
+    `_word`; a half one told as `tell_half_done` does). Call on the node's event loop (it reads the live ledger
+    state)."""
     from peergrid_dso.services.enrolment import Enrolment
 
     pairs = {
         mg: (bytes.fromhex(e.node), bytes.fromhex(e.anonym)) for mg, e in sorted(node.settings.mgs.items())
     }
-    revoked, _ = _word(_states(node), list(pairs.values()))
+    revoked, _, half = _word(_states(node), list(pairs.values()))
+    tell_half_done(half, told)
     return {
         mgmc: Enrolment(mgmc, anonym, mg, "revoked" if mgmc in revoked else "authorised")
         for mg, (mgmc, anonym) in pairs.items()
     }
 
 
-def chain_word(node: DsoNode, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
+def chain_word(
+    node: DsoNode, queue: list[tuple[bytes, bytes]], told: set[bytes] | None = None
+) -> tuple[set[bytes], set[bytes]]:
     """Of the queue's (MGMC key, anonym) pairs, the MGMC keys whose revocation is complete and the anonyms whose
     enrolment landed (`_word`, over the DSO chain and the MGMC chain the node follows; for
-    `EnrolmentService.follow_chain`). Call on the node's event loop (it reads the live state)."""
-    return _word(_states(node), queue)
+    `EnrolmentService.follow_chain`); a half-done revocation told as `tell_half_done` does. Call on the node's
+    event loop (it reads the live state)."""
+    revoked, enrolled, half = _word(_states(node), queue)
+    tell_half_done(half, told)
+    return revoked, enrolled
+
+
+def tell_half_done(half: list[bytes], told: set[bytes] | None) -> None:
+    """Say at WARNING each MGMC whose revocation failed half-way, but those in `told` (the ones this start has
+    said already, added to; None: each). The node's start says the loop's MGs' and the console's start the
+    whole queue's, the loop's MGs among them: one set for both (`EmbeddedLoop`) says each once (D9: twice)."""
+    for mgmc in half:
+        if told is not None and mgmc in told:
+            continue
+        log.warning(
+            "the revocation of MGMC %s failed half-way (not both keys on every chain): shown authorised; "
+            "revoke it again (console, Operations -> Enrolment) to finish it", mgmc.hex()[:12],
+        )  # fmt: skip
+        if told is not None:
+            told.add(mgmc)
 
 
 def _states(node: DsoNode) -> list[Any]:
@@ -127,7 +151,8 @@ def stored_word(chain: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes
     committed state at its head, key by key. None where there is no store yet (a first start) or it cannot be
     opened (locked by another process, not a ledger store: the node's start says so in its own words); a store
     of another chain is `ConfigError` in the node's words (`node_cli.open_store`), here before the web server
-    starts. Opens the store and closes it; never creates one."""
+    starts. A revocation half-done on it is not told here: the node's start tells it, over both chains (a half
+    one on the DSO chain is half on the two). Opens the store and closes it; never creates one."""
     from peergrid_ledger.consensus.node_cli import load_genesis
     from peergrid_ledger.store import BlockStore, StoreError, StoreState
 
@@ -142,18 +167,20 @@ def stored_word(chain: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes
     try:
         if store.genesis.hash != genesis.hash:
             raise ConfigError(f"{data_dir}: holds another chain's store (genesis differs)")
-        return _word([StoreState(store)], queue)
+        revoked, enrolled, _ = _word([StoreState(store)], queue)
+        return revoked, enrolled
     finally:
         store.close()
 
 
-def _word(states: list[Any], queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
+def _word(states: list[Any], queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes], list[bytes]]:
     """Of the queue's (MGMC key, anonym) pairs, over the chains' `states` (the DSO chain's first):
 
     - the MGMC keys whose revocation is complete: both keys revoked on every chain given, as
       `EnrolmentService.revoke` writes them. One that only some hold failed half-way (a chain refused or timed
-      out, then a restart) and is left out, told at WARNING: shown revoked, the console would refuse to revoke it
-      again and the MGMC chain would keep the MGMC as an authority;
+      out, then a restart) and is left out (shown revoked, the console would refuse to revoke it again and the
+      MGMC chain would keep the MGMC as an authority); those are the third item, in the queue's order, for the
+      caller to tell (`tell_half_done`);
     - the anonyms whose enrolment landed on the DSO chain: the anonym's account, not revoked, beside an MGMC
       account for the identity key, both of which `enrol` writes. An anonym's account alone may be another MG's,
       named in a request the chain refused to enrol (the anonym is public on the chain)."""
@@ -161,16 +188,13 @@ def _word(states: list[Any], queue: list[tuple[bytes, bytes]]) -> tuple[set[byte
     from peergrid_ledger import query
     from peergrid_ledger.core import is_revoked
 
-    revoked = set()
+    revoked, half = set(), []
     for mgmc, anonym in queue:
         said = [is_revoked(state, key) for state in states for key in (mgmc, anonym)]
         if all(said):
             revoked.add(mgmc)
-        elif any(said):
-            log.warning(
-                "the revocation of MGMC %s failed half-way (not both keys on every chain): shown authorised; "
-                "revoke it again (console, Operations -> Enrolment) to finish it", mgmc.hex()[:12],
-            )  # fmt: skip
+        elif any(said) and mgmc not in half:
+            half.append(mgmc)
 
     def landed(mgmc: bytes, anonym: bytes) -> bool:
         held = query.account(states[0], mgmc)
@@ -181,7 +205,7 @@ def _word(states: list[Any], queue: list[tuple[bytes, bytes]]) -> tuple[set[byte
             and not is_revoked(states[0], anonym)
         )
 
-    return revoked, {anonym for mgmc, anonym in queue if landed(mgmc, anonym)}
+    return revoked, {anonym for mgmc, anonym in queue if landed(mgmc, anonym)}, half
 
 
 class EmbeddedLoop:
@@ -210,6 +234,7 @@ class EmbeddedLoop:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="dso-loop", daemon=True)
         self._priced_through: int | None = None  # `readiness`'s last tariffs_through: it never goes back
+        self._told_half_done: set[bytes] = set()  # half-done revocations said at this start: once each
 
     def start(self, timeout: float = 60.0) -> Any:
         self._thread.start()
@@ -237,7 +262,7 @@ class EmbeddedLoop:
             self.services.enrolment.mgmc_recorder = self.node.mgmc_recorder
             self.services.enrolment.revoked_on_chain = self.revoked_on_chain
             self.services.enrolment.auto = self.node_settings.auto_enrol
-            self.services.enrolment.enrolments.update(loop_enrolments(self.node))
+            self.services.enrolment.enrolments.update(loop_enrolments(self.node, self._told_half_done))
         except BaseException as exc:  # reported to start(); the thread ends
             self._error = exc
             self._ready.set()
@@ -276,8 +301,8 @@ class EmbeddedLoop:
 
     def chain_word(self, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]]:
         """`chain_word` of the running node, read on its event loop."""
-        node = self.node
-        return self.call(lambda: chain_word(node, queue))
+        node, told = self.node, self._told_half_done
+        return self.call(lambda: chain_word(node, queue, told))
 
     def readiness(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """`readiness` of the running node, read on its event loop; None while it is not running or too
