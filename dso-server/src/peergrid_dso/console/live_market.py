@@ -37,7 +37,11 @@ leaves out any MG, waited for or missing, is `welfare.partial` (false where no f
 the MGs with records (their costs with their P2P payments, `cost_p2p`), not the physical sum, which is fair only
 over every party (R38 on f7e23ea: an unenrolled trader's interval showed 'waiting for 3fa2b1c0' for good).
 Trading keys are shown by the MG names the DSO enrolled them under, else by the MG whose records name them, else
-by their first 8 hex digits.
+by their first 8 hex digits. An interval the DSO node missed (D8's record: it ended while the node was down, so
+nothing of it was checked against the network, no contract, no switching) carries why in `missed` (None for any
+other), told by the console as the node records it (`note_missed`), and is listed whether or not anything of it
+is on the chain (before, the view said nothing of a miss: an interval traded without the network check read as
+any other, and one nobody bargained in was not listed at all).
 Reads only: blocks from the store (any thread), state through `call` (the node's loop). Blocks are scanned once,
 incrementally; the records are read at each new head.
 """
@@ -91,7 +95,14 @@ class LiveMarket:
         self._sessions: dict[str, range] = {}  # exchange session -> the intervals its opening prices
         self._unread: set[int] = set()  # intervals of a cleared session not yet found closed by it
         self._forward: dict[int, str] = {}  # interval -> the exchange session whose clear closed it
+        self._missed: dict[int, str] = {}  # interval -> why the DSO node missed it (`interval_missed`)
         self._cache: tuple[int, dict[str, Any]] | None = None
+
+    def note_missed(self, t: int, why: str) -> None:
+        """Interval t the DSO node missed, and why (its record's `missed`): the next report lists it, saying so."""
+        with self._lock:
+            self._missed[t] = why
+            self._cache = None  # no new block may come with it: the view must not wait for one
 
     def _name(self, key: str) -> str:
         """A trading key's (hex) name: its enrolled MG's, else the MG whose records name it, else its head."""
@@ -129,7 +140,7 @@ class LiveMarket:
                 self._forward.update(self.call(self._cleared))
                 self._unread -= set(self._forward)
                 self._closed.update(self._forward)
-            intervals = sorted(set(self._positions) | set(self._forward))
+            intervals = sorted(set(self._positions) | set(self._forward) | set(self._missed))
             trades, reopened, overdue = self.call(
                 lambda: (self._trades(intervals), self._reopened_at(intervals), self._now_overdue(intervals))
             )
@@ -319,6 +330,7 @@ class LiveMarket:
             "reopened_at": reopened_at,
             "reopens": reopens,  # how many times the DSO reopened it (U3-3: two read as 'after a reopening')
             "forward": self._forward.get(t),  # the day-ahead exchange session whose clear closed it, or None
+            "missed": self._missed.get(t),  # why the DSO node never checked it (it was down), or None
             "prices": prices,
             "trades": agreed,
             "settlements": settlements,

@@ -193,6 +193,8 @@ class ConsoleState:
             self.grid.alarm(f"interval {t}: the DSO failed ({record['error']})")
         if record.get("missed"):  # its trades went through without the network check: the operator is told
             self._alarm_missed(t, str(record["missed"]))
+            if self.live_market is not None:  # and the Market view says so of that interval
+                self.live_market.note_missed(t, str(record["missed"]))
         for text in [
             *(record.get("after") or {}).get("violations", []),
             record.get("unmet"),

@@ -16,6 +16,7 @@ function reopenings(k) {
 export function outcome(iv) {
   const n = iv.rounds, rounds = `${n} round${n === 1 ? "" : "s"}`;
   if (iv.forward) return `traded forward on the day-ahead exchange (session ${iv.forward}), no intraday bargaining`;
+  if (iv.missed && !n && !iv.trades.length) return "nothing on the chain";  // listed for the miss alone
   if (!iv.trades.length) {  // a live record is `closed` once a trade closed it on the chain
     return iv.closed === false ? `no trade on the chain yet (${rounds} of offers)` : `no agreement (${rounds} of offers)`;
   }
@@ -84,6 +85,14 @@ function pricePlot(prices) {
   return g;
 }
 
+// An interval the DSO node missed (it ended while the node was down: `missed`, why), in the feeder line's words:
+// its trades, if any, went through with no network check (C5 said it on the Feeder view only).
+function missedNote(iv) {
+  return iv.missed
+    ? el("p", { id: "missed", class: "alarm-box" }, `interval ${iv.interval}: missed, ${iv.missed}: not checked, no contract, no switching`)
+    : "";
+}
+
 // The interval the view opens on and follows: the latest, but not one a day-ahead clear closed ahead of time and
 // nobody has delivered yet (no MG's record, no settlement): a --dayahead lab closes the whole day at its start,
 // and the view opened on 23:45 at 09:00 (U3).
@@ -122,12 +131,12 @@ export class MarketView {
     const iv = m.intervals.find((i) => i.interval === this.selected);
     const picker = el("select", { id: "interval", onchange: (e) => { this.selected = Number(e.target.value); this.follow = false; this.render(); } },
       m.intervals.map((i) => el("option", { value: i.interval, selected: i.interval === this.selected },
-        `interval ${i.interval} (${i.hours[0]}–${i.hours[1]} h): ${i.trades.length} trade(s), ${i.forward ? "day-ahead" : `${i.rounds} round(s)`}`)));
+        `interval ${i.interval} (${i.hours[0]}–${i.hours[1]} h): ${i.trades.length} trade(s), ${i.forward ? "day-ahead" : `${i.rounds} round(s)`}${i.missed ? ", missed by the DSO" : ""}`)));
     const mgs = Object.keys(iv.cost_p2p).sort();
     const totals = (key) => Object.fromEntries(mgs.map((g) => [g, m.intervals.reduce((s, i) => s + (i[key][g] || 0), 0)]));
     const tp = totals("cost_p2p"), tc = totals("cost_conventional");
     this.root.replaceChildren(
-      el("h2", {}, "Market"), el("p", {}, el("small", {}, m.source)), picker,
+      el("h2", {}, "Market"), el("p", {}, el("small", {}, m.source)), picker, missedNote(iv),
       el("div", { class: "grid2" },
         el("div", { class: "card" }, el("h2", {}, `Sellers' prices per round (interval ${iv.interval}: ${outcome(iv)})`),
           iv.prices.length ? pricePlot(iv.prices) : el("p", {}, iv.forward ? "no intraday offers: the day-ahead exchange's clear agreed these trades" : "no offers in this interval")),
