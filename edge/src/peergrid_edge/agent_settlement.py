@@ -236,9 +236,13 @@ async def settle_day(agent: MarketAgent) -> None:
 def end_days_before(agent: MarketAgent, first: int | None = None) -> None:
     """The end of the day for the Settler: what is still refused given up (`Settler.end_of_day`: logged and
     recorded; a statement whose counterparty may still state is kept), and the kept statements of trades
-    the chain shows settled pruned. `first`: a new day's first interval, whose own trades and later ones
-    stay (`market.days`, between days); None: every trade (the run's end, `settle_day`)."""
+    the chain shows settled pruned, and what the metering kept for the ended days' statements
+    (`MgMetering.forget`). `first`: a new day's first interval, whose own trades and later ones stay
+    (`market.days`, between days); None: every trade (the run's end, `settle_day`)."""
     agent.settler.end_of_day(first)
+    metering = getattr(agent, "metering", None)  # (a test's stand-in agent may have none)
+    if metering is not None:  # what only the ended days' statements read (P6)
+        metering.forget(first, agent.settler.book.pending.values())
     try:  # housekeeping: a file it cannot delete must not fail the day (a restart would meet it again)
         if agent.sealed is not None:  # (it keeps nothing on a chain that does not seal statements)
             agent.sealed.prune(agent.ledger.state("mgmc"))

@@ -338,6 +338,22 @@ class MgMetering:
         is unprovable), in the words it warned with; None: it may still state (the Settler's `not_stated`)."""
         return self.broken.get((pending.interval, pending.party)) or self.unprovable.get(pending.trade)
 
+    def forget(self, before: int | None, held: Iterable[PendingSettle]) -> None:
+        """Drop what no statement will read again: the dispatch verdicts (`confirmed`) and broken counters of
+        intervals before `before` (a new day's first interval; None: every interval, the run's end), and the
+        unprovable trades' words, but for the trades the Settler still `held` (their statements may still be
+        made, `statement` and `not_stated`). Why (P6): one `confirmed` entry per interval, kept for as long as
+        the process ran; a broken counter or a restarted MGMC added one per interval or trade too."""
+        held = list(held)
+        intervals, trades = {p.interval for p in held}, {p.trade for p in held}
+
+        def needed(interval: int) -> bool:
+            return (before is not None and interval >= before) or interval in intervals
+
+        self.confirmed = {t: v for t, v in self.confirmed.items() if needed(t)}
+        self.broken = {k: v for k, v in self.broken.items() if needed(k[0])}
+        self.unprovable = {k: v for k, v in self.unprovable.items() if k in trades}
+
     def disputed(
         self, pending: PendingSettle, every_s: float, until: float, now: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
