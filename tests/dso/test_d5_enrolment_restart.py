@@ -330,7 +330,9 @@ def test_the_closed_loop_start_takes_the_chain_word_on_what_the_file_missed(tmp_
     assert queue.read()[mgmc.public].status == "authorised"
 
 
-def test_the_closed_loop_start_refuses_the_revoked_keys_of_a_re_enrolled_mg(tmp_path: Path) -> None:
+def test_the_closed_loop_start_takes_the_chain_word_on_the_old_keys_of_a_re_enrolled_mg(tmp_path: Path) -> None:
+    """The config still naming the old keys is `serve`'s to refuse, before the web server starts (`check_at_start`;
+    the console's start no longer judges the loop's keys again: test_d9_start_says_once)."""
     old, old_anonym, new, new_anonym = (Keypair.generate() for _ in range(4))
     (tmp_path / "data").mkdir()
     EnrolmentFile(tmp_path / "data" / "enrolments.json").write(
@@ -339,11 +341,6 @@ def test_the_closed_loop_start_refuses_the_revoked_keys_of_a_re_enrolled_mg(tmp_
             Enrolment(new.public, new_anonym.public, "mg-school", "authorised"),
         ]
     )
-    stale = StandInLoop(
-        {"mg-school": mg(old, old_anonym)}, {old.public}, {old_anonym.public, new_anonym.public}
-    )
-    with pytest.raises(ConfigError, match="mg-school enrolled again with new keys"):
-        console_on(tmp_path, stale)
     fixed = StandInLoop(
         {"mg-school": mg(new, new_anonym)}, {old.public}, {old_anonym.public, new_anonym.public}
     )
