@@ -32,6 +32,7 @@ has nothing left to protect. Pure; no clock of its own, no I/O.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -59,14 +60,15 @@ def loop_clock(mgmc: Any) -> EndsAt | None:
 
 
 def overdue(
-    ends_at: EndsAt | None, start: int, end: int, now: float, past: Callable[[int], bool] | None = None
+    ends_at: EndsAt | None, start: int, end: int | None, now: float, past: Callable[[int], bool] | None = None
 ) -> list[tuple[int, float]]:
-    """The intervals from `start` (before `end`) that ended by `now` and that the MGMCs have gone past (`past`;
-    None: not known, the clock alone), with when, up to the first not over (or not known) or not gone past."""
+    """The intervals from `start` (before `end`; None: no last interval) that ended by `now` and that the MGMCs
+    have gone past (`past`; None: not known, the clock alone), with when, up to the first not over (or not
+    known) or not gone past: the clock bounds the run where the loop does not."""
     run: list[tuple[int, float]] = []
     if ends_at is None:
         return run
-    for t in range(start, end):
+    for t in itertools.count(start) if end is None else range(start, end):
         ended = ends_at(t)
         if ended is None or ended > now or (past is not None and not past(t)):
             break
@@ -90,8 +92,9 @@ def missed_verdict(record: dict[str, Any], open_set: list[int], iteration: int) 
             "open": open_set, "unmet": None, "missed": record["missed"]}  # fmt: skip
 
 
-def said(run: list[int], next_interval: int, end: int) -> str:
+def said(run: list[int], next_interval: int, end: int | None) -> str:
     """The one line for a run of missed intervals, naming where the loop goes on."""
     span = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
-    goes_on = f"going on with interval {next_interval}" if next_interval < end else "no interval left to run"
+    left = end is None or next_interval < end
+    goes_on = f"going on with interval {next_interval}" if left else "no interval left to run"
     return f"intervals {span} missed, over before the DSO worked on them ({DOWN}): no contract, no switching; {goes_on}"

@@ -31,6 +31,9 @@ the coordinated stop, `node_chains`; the re-bargaining iterations of an interval
 `security_rounds`; reopening an interval on the MGMC chain, whether nobody offered in it and how the MGMCs
 answered, `interval_reopen` (split out, D5, Q8); enrolling the MGs and which of them it waits for,
 `interval_enrol` (D3). This module still names `build_feeder`, `relay_driver` and `SecurityRounds`.
+Its loop runs `intervals` intervals from `first_interval`, or with `intervals: null` (D10) has no last one and runs
+for as long as the node does (a pilot's, as the edges' `market.days: null`: before, a year's count ran out, and
+a node restarted after it said every interval was finished and checked none again while the MGMCs traded on).
 A restarted node resumes at the first interval its records do not hold as finished, saying where in one line, and
 resumes a half-done interval from what the DSO chain holds of it, never issuing its contracts or switching again
 (`interval_resume`, D7: before, it ran its loop again from `first_interval`). An interval already over on the
@@ -60,7 +63,7 @@ from peergrid_dso import interval_enrol, interval_missed, interval_resume, secur
 from peergrid_dso.broker_tls import check_broker
 from peergrid_dso.interval_reopen import REOPEN_WAIT_S, Reopening, answer, forward_traded
 from peergrid_dso.loop_feeder import build_feeder, relay_driver
-from peergrid_dso.loop_settings import IntervalNodeSettings
+from peergrid_dso.loop_settings import IntervalNodeSettings, loop_end
 from peergrid_dso.node_chains import ChainAdapter, Changed, Throttled
 from peergrid_dso.security_rounds import SecurityRounds
 from peergrid_ledger import keys, query
@@ -116,9 +119,8 @@ class DsoLoop:
     def __post_init__(self) -> None:
         s = self.settings
         if getattr(s, "record_file", None) is not None:  # an unreadable file stops the start (ConfigError)
-            self.resume = interval_resume.resume_at(
-                s.record_file, s.first_interval, s.first_interval + s.intervals
-            )
+            end = loop_end(s.first_interval, s.intervals)
+            self.resume = interval_resume.resume_at(s.record_file, s.first_interval, end)
         if self.ends_at is None:
             self.ends_at = interval_missed.loop_clock(self.mgmc)
         if self.mgmc is not None and self.pricer is None and s.tariff_file is not None:
@@ -126,7 +128,7 @@ class DsoLoop:
 
             tariff = load_tariff_file(s.tariff_file, s.mgs, s.interval_minutes)
             accounts = {mg: bytes.fromhex(entry.anonym) for mg, entry in s.mgs.items()}
-            end = s.first_interval + s.intervals
+            end = loop_end(s.first_interval, s.intervals)
             self.pricer = CoverPricer(tariff, accounts, self.mgmc, self.dso_key, s.first_interval, end)
         if self.mgmc is not None and self.capacity is None:
             from peergrid_dso.capacity_poster import CapacityPoster
@@ -186,13 +188,13 @@ class DsoLoop:
                 pricing.append(asyncio.create_task(poster.run(stop)))
         try:
             s = self.settings
-            end = s.first_interval + s.intervals
+            end = loop_end(s.first_interval, s.intervals)  # None: no last interval (a pilot's, for years)
             resume = getattr(self, "resume", None)  # (a test's stand-in loop may have none, as for `fee`)
             start, said = resume or interval_resume.resume_at(None, s.first_interval, end)
             (log.info if start == s.first_interval else log.warning)("%s", said)
             await asyncio.gather(self.enrol(), self.record_start())  # both before the first plan
             started, t = getattr(self, "clock", time.time)(), start  # (as `fee`: a stand-in may have none)
-            while t < end:
+            while end is None or t < end:
                 if stop.is_set():
                     return
                 missed = self.skip_missed(t, end, started)
@@ -212,7 +214,7 @@ class DsoLoop:
             if pricing:
                 await cancel_until_done(pricing)
 
-    def skip_missed(self, t: int, end: int, started: float) -> int:
+    def skip_missed(self, t: int, end: int | None, started: float) -> int:
         """Record the run of intervals from t that were over on the market's clock before this run of the node
         `started` as missed, publish each one's final verdict (missed, `secure` None: not checked) and log one
         WARNING line (`interval_missed`); how many. 0 without a clock (the MGMC chain's posted `market.clock`).

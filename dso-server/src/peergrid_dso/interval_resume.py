@@ -1,7 +1,8 @@
 """Where a restarted DSO node goes on (D7): the first interval of its loop it has not finished, and what the DSO
 chain already holds of that interval, so nothing the node issued is issued again.
 
-Promises: `resume_at(record_file, first, end)` is the interval the loop starts at, and why, in one line. The
+Promises: `resume_at(record_file, first, end)` is the interval the loop starts at, and why, in one line (`end`
+None: a loop with no last interval, `loop.intervals: null`, which always has a next one to run). The
 source of truth for "finished" is the node's own interval records (`record_file`): an interval's record is the
 last thing the loop does for it (after its contracts, its switching and its final verdict), so a record means
 finished, a failed one (`error`) too (the loop went on past it before). The DSO chain cannot say it alone: an
@@ -56,15 +57,16 @@ def recorded_intervals(lines: Iterable[bytes]) -> list[int]:
     return found
 
 
-def resume_at(record_file: Path | None, first: int, end: int) -> Resume:
-    """Where the loop of intervals `[first, end)` starts, from what `record_file` says it finished (module)."""
-    span = f"{first}-{end - 1}"
+def resume_at(record_file: Path | None, first: int, end: int | None) -> Resume:
+    """Where the loop of intervals `[first, end)` starts, from what `record_file` says it finished (module); `end`
+    None: the loop has no last interval (`loop.intervals: null`), so it never finds every interval finished."""
+    span = f"{first}-{end - 1}" if end is not None else f"{first}- (no last interval)"
     if record_file is None:
         return Resume(first, f"the loop starts at interval {first} of {span} (no record_file: it cannot know "
                              "what an earlier run finished)")  # fmt: skip
     try:
         with record_file.open("rb") as lines:
-            done = [t for t in recorded_intervals(lines) if first <= t < end]
+            done = [t for t in recorded_intervals(lines) if first <= t and (end is None or t < end)]
     except FileNotFoundError:
         done = []
     except OSError as exc:
@@ -76,7 +78,7 @@ def resume_at(record_file: Path | None, first: int, end: int) -> Resume:
             first, f"the loop starts at interval {first} of {span} (no interval of it in {record_file})"
         )
     last = max(done)
-    if last + 1 >= end:
+    if end is not None and last + 1 >= end:
         return Resume(end, f"restarted: every interval of {span} is finished ({record_file}); nothing to run")
     return Resume(
         last + 1,

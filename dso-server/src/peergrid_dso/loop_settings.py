@@ -4,7 +4,7 @@ node's whole config (`IntervalNodeSettings`: that section plus the broker and fe
 Promises: typed, strict (an unknown key or a wrong type is a `ConfigError` with one line); defaults fit the lab.
 Builds nothing and reads no file (the tariff file is read when the node starts: `tariff`; the MGMC chain's
 genesis, which `exchange_fee` needs to have the uplift contract, by `fee_poster` then): `interval_node`
-and `live` turn them into a running node.
+and `live` turn them into a running node. `loop_end` is where the loop's intervals end (None: they do not).
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ class LoopSettings(StrictSettings):
     relays_file: Path | None = None  # firmware-sim's endpoints JSON; None: relays in memory
     relays_tls: RelayTls | None = None  # Modbus/TCP Security to `modbus-tls` relays (drivers/relay_tls.py)
     first_interval: int = 0
-    intervals: int = Field(96, ge=1)
+    # how many intervals the loop runs from `first_interval`; None (null): no last interval, day after day for as
+    # long as it runs (a pilot's, as the edges' `market.days` null); absent: 96, a day (the lab's and tests')
+    intervals: int | None = Field(96, ge=1)
     wait_s: float = Field(4.0, gt=0)  # after the first injection, how long to wait for the others
     max_iterations: int = Field(3, ge=0)  # adjustment rounds (each re-bargained by the MGMCs) per interval
     rebargain_wait_s: float = Field(20.0, gt=0)  # how long one re-bargaining may take before the DSO goes on
@@ -155,6 +157,11 @@ class LoopSettings(StrictSettings):
                     f"{', '.join(sorted(self.mgs))})"
                 )
         return self
+
+
+def loop_end(first_interval: int, intervals: int | None) -> int | None:
+    """The interval after the loop's last (`first_interval + intervals`); None where it has no last interval."""
+    return None if intervals is None else first_interval + intervals
 
 
 class IntervalNodeSettings(LoopSettings):

@@ -27,16 +27,17 @@ from peergrid_ledger import query
 
 
 def tariffs_through(
-    state: Any, accounts: Iterable[bytes], first: int, end: int, known: int | None = None
+    state: Any, accounts: Iterable[bytes], first: int, end: int | None, known: int | None = None
 ) -> int | None:
-    """The last interval t before `end` such that every account in `accounts` is priced (`market.tariff`,
-    final on `state`) for each interval from `first` to t; None when `first` is not. `known`: an earlier
-    answer over the same chain, from which the scan goes on (a price once final is never taken back)."""
+    """The last interval t before `end` (None: the loop has none; what is priced, a day ahead at most, bounds
+    the scan) such that every account in `accounts` is priced (`market.tariff`, final on `state`) for each
+    interval from `first` to t; None when `first` is not. `known`: an earlier answer over the same chain, from
+    which the scan goes on (a price once final is never taken back)."""
     from peergrid_ledger.contracts.market_state import tariff
 
     wanted = list(accounts)
     t = first if known is None else max(first, known + 1)
-    while t < end and all(tariff(state, account, t) is not None for account in wanted):
+    while (end is None or t < end) and all(tariff(state, account, t) is not None for account in wanted):
         t += 1
     return t - 1 if t > first else None
 

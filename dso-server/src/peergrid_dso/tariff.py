@@ -131,13 +131,15 @@ def _price(value: Any, bad: Callable[[str, str], ConfigError], key: str) -> int:
     return micro
 
 
-def pricing_window(first: int, end: int, current: int | None, per_day: int) -> range:
+def pricing_window(first: int, end: int | None, current: int | None, per_day: int) -> range:
     """The intervals to be priced now: from the one being worked on (`current`; None: the loop's first) to the
     end of the loop's day whose start is at most half a day ahead (days counted from `first`), never past
-    `end` (exclusive). So a day's prices go out together, half a day before it starts."""
+    `end` (exclusive; None: the loop has no last interval, so only the day bounds it). So a day's prices go
+    out together, half a day before it starts."""
     start = first if current is None else max(first, current)
     day = (start - first + per_day // 2) // per_day
-    return range(start, min(end, first + (day + 1) * per_day))
+    stop = first + (day + 1) * per_day
+    return range(start, stop if end is None else min(end, stop))
 
 
 def unpriced_runs(state: Any, account: bytes, window: range, skip: Iterable[int] = ()) -> list[range]:
@@ -167,7 +169,7 @@ class CoverPricer:
     adapter: Any  # node_chains.ChainAdapter on the MGMC chain
     dso_key: keys.Keypair
     first: int
-    end: int  # the loop's last interval + 1
+    end: int | None  # the loop's last interval + 1; None: no last interval (`loop.intervals: null`)
     refused: dict[bytes, set[int]] = field(default_factory=dict)  # per account: never sent again
     # per account, intervals seen priced or closed on the chain: not read again at every pass (a day of
     # intervals for 30 MGs every 2 s is thousands of state reads, all answered once and for good)
