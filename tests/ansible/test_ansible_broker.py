@@ -140,6 +140,16 @@ def test_any_node_may_gossip_ledger_transactions(role_broker: int, test_pki: Lab
     assert delivered(test_pki, role_broker, "mgmc-2", "mgmc-2", f"peergrid/{FEEDER}/ledger/mgmc/tx")
 
 
+def test_any_node_may_answer_another_node_s_sync_request(role_broker: int, test_pki: LabPki) -> None:
+    """A sync request or reply goes to sync/<the recipient's node key, hex> (`consensus.transport.topic`): U7's
+    pilot ACL allowed only sync/<own CN>, so no MGMC's reply reached the DSO's MGMC-chain replica (height 0
+    for good, the console's market view empty) nor a restarted MGMC."""
+    recipient = "ab" * 32
+    assert delivered(
+        test_pki, role_broker, "mgmc-2", "mgmc-2", f"peergrid/{FEEDER}/ledger/mgmc/sync/{recipient}"
+    )
+
+
 def published_large(pki: LabPki, port: int, cn: str, topic: str, payload: Path) -> tuple[bool, bool]:
     """Publishes the file `payload` as `cn` with mosquitto_pub (QoS 1) and says whether the publish completed
     (its exit status) and whether the DSO, subscribed to everything, got it. Megabytes through paho's Python
