@@ -2,7 +2,7 @@
 keys made here, write the two geneses; its inventory variables make the edge role install them and the MG's
 scenario and render `ledger.replicas` and `market:` into an edge.yaml the daemon's strict model and
 `peergrid-edge check-config` take. Without those variables edge.yaml is byte for byte what the role rendered
-before step 6 existed (test_a3_before_*.yaml, rendered at 684a206); a half-set inventory fails the play with its
+before step 6 existed (test_a3_before_*.yaml, rendered at 684a206, plus the broker's TLS lines since U7); a half-set inventory fails the play with its
 one line before anything is copied. Real Ansible templating and the real ledger CLI; the pilot inventory.
 """
 
