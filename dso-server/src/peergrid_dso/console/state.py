@@ -9,8 +9,10 @@ With the closed loop's node (`peergrid_dso.live.EmbeddedLoop`) the console is li
 node's replicas of both chains, the market view reads the MGMC chain (`console.live_market`), operator
 actions take the relays' lock the loop switches under, and each interval the loop finishes (`on_interval`)
 updates the feeder view (injections, the loop's verdict, alarms; an interval the node missed, over while it
-was down, as missed with why and an alarm, never as an unchecked `secure: None`) and is announced to SSE
-clients: the view draws only finished intervals' outcomes, never an iteration's figures mid-interval (`tick`). The
+was down, as missed with why and an alarm, never as an unchecked `secure: None`; those missed before the
+console's start are read back from the node's record file, its recent end: `read_back_missed`, D10) and is
+announced to SSE clients: the view draws only finished intervals' outcomes, never an iteration's figures
+mid-interval (`tick`). The
 node's relay watch (`switching_watch`, `console.relay_watch`) stands in the feeder view's alarms and in the
 operations view (`relay_watch_view`: which branch reports what, and the adoption it allows) while its alarm
 stands (and on the diagram's switches: `relay_reports`), and leaves them when the watch lifts it. The node's
@@ -68,6 +70,8 @@ class ConsoleState:
     _step: int = -1
     # the run of missed intervals the newest missed alarm names: first, last, why, the alarm's words
     _missed_run: tuple[int, int, str, str] | None = None
+    # held while the node's records are heard (`on_interval`, the node's thread) or read back at start: one at a time
+    _hearing: threading.RLock = field(default_factory=threading.RLock)
     # one read of the node's records at a time; whether the last one failed (told once, not every second)
     _reading: threading.Lock = field(default_factory=threading.Lock)
     _unread: bool = False
@@ -159,6 +163,29 @@ class ConsoleState:
 
     def on_interval(self, record: dict[str, Any]) -> None:
         """Called by the DSO node (its thread) with each interval's record, as written to dso.jsonl."""
+        with self._hearing:
+            self._on_interval(record)
+
+    def read_back_missed(self, record_file: Any) -> int:
+        """At start: the intervals the node missed before it, from its record file (`missed_records.read_back`),
+        in the Feeder view's alarms and the Market view as `on_interval` put them (D10: it heard of misses only
+        live, so a restart forgot them); how many. `_console` holds the lock from adding `on_interval` to the
+        node's listeners until this is done: a record the node makes meanwhile waits, and one both read here
+        and heard then is shown once (`_alarm_missed`; `note_missed` keeps one entry per interval)."""
+        from peergrid_dso.console.missed_records import read_back
+
+        with self._hearing:
+            records = read_back(record_file)
+            for record in records:
+                self._show_missed(int(record["interval"]), str(record["missed"]))
+            return len(records)
+
+    def _show_missed(self, t: int, why: str) -> None:
+        self._alarm_missed(t, why)  # its trades went through without the network check: the operator is told
+        if self.live_market is not None:  # and the Market view says so of that interval
+            self.live_market.note_missed(t, why)
+
+    def _on_interval(self, record: dict[str, Any]) -> None:
         t = int(record.get("interval", -1))
         plan = record.get("plan") or {}
         summary = {
@@ -191,10 +218,8 @@ class ConsoleState:
         self.ops.interval = t + 1  # operator plans belong to the interval the loop works on next
         if "error" in record:
             self.grid.alarm(f"interval {t}: the DSO failed ({record['error']})")
-        if record.get("missed"):  # its trades went through without the network check: the operator is told
-            self._alarm_missed(t, str(record["missed"]))
-            if self.live_market is not None:  # and the Market view says so of that interval
-                self.live_market.note_missed(t, str(record["missed"]))
+        if record.get("missed"):
+            self._show_missed(t, str(record["missed"]))
         for text in [
             *(record.get("after") or {}).get("violations", []),
             record.get("unmet"),
@@ -209,6 +234,8 @@ class ConsoleState:
         """One alarm for a run of missed intervals, grown as the node records each (an outage of a day is 96
         intervals: one alarm each would push every other alarm out of the feeder view's last 20)."""
         run = self._missed_run
+        if run is not None and run[0] <= t <= run[1] and run[2] == why:
+            return  # read back at start and heard too (`read_back_missed`): its run's alarm says it already
         first = run[0] if run is not None and run[1] == t - 1 and run[2] == why else t
         span = f"interval {t}" if first == t else f"intervals {first}-{t}"
         text = f"{span}: missed, {why}: not checked, no contract, no switching"
@@ -338,7 +365,10 @@ def _console(settings: ConsoleSettings, dso: Any, loop: Any, db: ConsoleDb | Non
         state.node_records = NodeRecords(dso.chain)
         state.follow_node_records(lambda: bool(loop.running))
         state.relay_watch = lambda: watch_of(loop)  # late bound: read where the node keeps it now
-        loop.listeners.append(state.on_interval)
+        with state._hearing:  # the misses before this start first; a record the node makes meanwhile waits
+            loop.listeners.append(state.on_interval)
+            # (a test's stand-in node may have no settings)
+            state.read_back_missed(getattr(getattr(loop, "node_settings", None), "record_file", None))
     return state
 
 
