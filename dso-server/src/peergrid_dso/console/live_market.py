@@ -43,7 +43,8 @@ other), told by the console as the node records it (`note_missed`), and is liste
 is on the chain (before, the view said nothing of a miss: an interval traded without the network check read as
 any other, and one nobody bargained in was not listed at all).
 Reads only: blocks from the store (any thread), state through `call` (the node's loop). Blocks are scanned once,
-incrementally; the records are read at each new head.
+incrementally; the records are read at each new head. `note_missed`, on the node's loop, never waits for a report
+(one waits on that loop, D10).
 """
 
 from __future__ import annotations
@@ -96,13 +97,18 @@ class LiveMarket:
         self._unread: set[int] = set()  # intervals of a cleared session not yet found closed by it
         self._forward: dict[int, str] = {}  # interval -> the exchange session whose clear closed it
         self._missed: dict[int, str] = {}  # interval -> why the DSO node missed it (`interval_missed`)
-        self._cache: tuple[int, dict[str, Any]] | None = None
+        # guards `_missed` and how often it changed, never held across `call`: `note_missed` runs on the node's
+        # loop, which a report holding `_lock` waits on in `call` (under `_lock` it stalled the node until the
+        # report's call timed out, 10 s, and the view failed)
+        self._noted = threading.Lock()
+        self._missed_version = 0
+        self._cache: tuple[tuple[int, int], dict[str, Any]] | None = None  # ((head, missed version), report)
 
     def note_missed(self, t: int, why: str) -> None:
         """Interval t the DSO node missed, and why (its record's `missed`): the next report lists it, saying so."""
-        with self._lock:
+        with self._noted:  # no new block may come with it: the view must not wait for one
             self._missed[t] = why
-            self._cache = None  # no new block may come with it: the view must not wait for one
+            self._missed_version += 1
 
     def _name(self, key: str) -> str:
         """A trading key's (hex) name: its enrolled MG's, else the MG whose records name it, else its head."""
@@ -133,14 +139,16 @@ class LiveMarket:
         store = self.replica.store
         with self._lock:
             head = int(store.head_height())
-            if self._cache is not None and self._cache[0] == head:
+            with self._noted:
+                missed, version = set(self._missed), self._missed_version
+            if self._cache is not None and self._cache[0] == (head, version):
                 return self._cache[1]
             self._scan(store, head)
             if self._unread:
                 self._forward.update(self.call(self._cleared))
                 self._unread -= set(self._forward)
                 self._closed.update(self._forward)
-            intervals = sorted(set(self._positions) | set(self._forward) | set(self._missed))
+            intervals = sorted(set(self._positions) | set(self._forward) | missed)
             trades, reopened, overdue = self.call(
                 lambda: (self._trades(intervals), self._reopened_at(intervals), self._now_overdue(intervals))
             )
@@ -156,7 +164,7 @@ class LiveMarket:
         if not out:
             doc["waiting"] = "waiting for the first interval's bargaining on the MGMC chain…"
         with self._lock:
-            self._cache = (head, doc)
+            self._cache = ((head, version), doc)
         return doc
 
     def _cleared(self) -> dict[int, str]:
