@@ -7,10 +7,11 @@ below it). Sellers post a price (starting there) and the quantity their curve su
 offers their rules accept, cheapest effective price first, up to what their curve demands at that price; the
 venue (the market contract, in memory or on the chain) judges every move and clears each round; sellers then
 raise their price when their whole offer is taken and lower it when they sold less than planned, within their
-bounds (`moves.adjust`). Rounds stop when no seller moves and no buyer would ask differently (`converged`), or at
-`max_rounds` (`converged` false). `stability` then checks numerically that no MG gains more than the tolerance
-by deviating alone. Each participant's moves are `peergrid_controller.moves` (public, also used on the edge).
-Assumes curves in kWh for this interval (curve.py). Pure and deterministic: no clocks, no randomness.
+bounds (`moves.adjust`). Rounds stop when no seller moves and no buyer would ask differently (`converged`; with
+owner rules, nor once its fill estimate settles on the fills it got), or at `max_rounds` (`converged` false).
+`stability` then checks numerically that no MG gains more than the tolerance by deviating alone. Each
+participant's moves are `peergrid_controller.moves` (public, also used on the edge). Assumes curves in kWh
+for this interval (curve.py). Pure and deterministic: no clocks, no randomness.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from peergrid_controller.moves import (
     price_band,
     same_requests,
     seller_ceiling,
+    served,
     split_roles,
 )
 
@@ -272,11 +274,22 @@ def bargain(
                 if o.quantity_kwh - asked.get(o.seller, 0.0) > cfg.quantity_tolerance
             }
         asked_last = {b.name: dict(bid.requests) for b, bid in wanted}
+        # with owner rules, the buyers' estimate settles on the fills they got once prices have stood still
+        # for two rounds (`ExpectedFill`), and a short buyer then asks a seller that served it in full for
+        # more: until then the market has not stopped (M18: the 20-MG owner-rules day, interval 72 under
+        # M17's forecast, converged a round after prices stood still, the smoothed fill of clean sellers
+        # rationed in round 1 still 0.98 though they had left 6 kWh unsold since round 5, the buyers short)
+        settled = (
+            [fill]
+            if spare is None or expected.quiet >= 2
+            else [fill, served({o.seller: o.quantity_kwh for o in offers}, asked)]
+        )
         if all(content) and all(
             same_requests(
-                make_bid(b, offers, interval, band, fill, spare, fills_capped, asked_last[b.name]), bid, cfg
+                make_bid(b, offers, interval, band, f, spare, fills_capped, asked_last[b.name]), bid, cfg
             )
             for b, bid in wanted
+            for f in settled
         ):
             converged = True  # no seller moves and no buyer would ask differently next round
             break

@@ -40,6 +40,7 @@ __all__ = [
     "role_at_mid",
     "same_requests",
     "seller_ceiling",
+    "served",
     "split_roles",
 ]
 
@@ -324,12 +325,18 @@ class ExpectedFill:
         """Take in one round (kWh offered and asked per seller that posted) and return the estimate to
         bid with next round. `content`: no seller moves its price after this round."""
         self.quiet = self.quiet + 1 if content else 0
-        exact = {s: min(1.0, q / asked[s]) if asked.get(s, 0.0) > 0 else 1.0 for s, q in offered.items()}
+        exact = served(offered, asked)
         if self.quiet >= 2:
             self.share = exact
         else:
             self.share = {s: 0.5 * self.share.get(s, 1.0) + 0.5 * f for s, f in exact.items()}
         return self.share
+
+
+def served(offered: Mapping[str, float], asked: Mapping[str, float]) -> dict[str, float]:
+    """The share of its requests each seller served in one round (kWh offered and asked per seller): what
+    `ExpectedFill` settles on once prices stand still."""
+    return {s: min(1.0, q / asked[s]) if asked.get(s, 0.0) > 0 else 1.0 for s, q in offered.items()}
 
 
 def adjust(
