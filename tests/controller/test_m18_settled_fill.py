@@ -7,11 +7,11 @@ Before, the market stopped one round after prices stood still, with the estimate
 rationed in an earlier round keeps a smoothed fill below 1 (0.96, 0.98, ...) though it left energy unsold in
 every round since, and `make_bid` asks only a seller whose fill is 1 for a shortfall. On the bench's 20-MG
 owner-rules day (seed 1, memory venue, strict) with M17's forecast (the band's edges settled half a tick out)
-that was 72-81 (18:00 on): clean sellers mg014 and mg018 at 0.299, rationed in round 1, an effective 0.272 /
-0.273 to mg001 and mg016 (premiums 0.027, 0.026), in one level with gensets sold out at 0.271. They went 6.1
-and 5.9 kWh unsold while mg016 bought 15.35 of its 17.87 kWh (the rest from the DSO at 0.30) and mg001 8.63
-of 10.05: taker gains 0.068 and 0.040, not stable (M18). Interval 72's participants are below as they were
-handed to `bargain` there (curves rounded to 1e-6).
+that was 72-81 (18:00 on): clean sellers mg014 and mg018 at 0.299, rationed in rounds 1 and 6, an effective
+0.272 / 0.273 to mg001 and mg016 (premiums 0.027, 0.026), in one level with gensets sold out at 0.271. They
+went 6.1 and 5.9 kWh unsold while mg016 bought 15.35 of its 17.87 kWh (the rest from the DSO at 0.30) and
+mg001 8.63 of 10.05: taker gains 0.068 and 0.040, not stable (M18). Interval 72's participants are below as
+they were handed to `bargain` there (curves rounded to 1e-6).
 """
 
 from __future__ import annotations

@@ -278,7 +278,8 @@ def bargain(
         # for two rounds (`ExpectedFill`), and a short buyer then asks a seller that served it in full for
         # more: until then the market has not stopped (M18: the 20-MG owner-rules day, interval 72 under
         # M17's forecast, converged a round after prices stood still, the smoothed fill of clean sellers
-        # rationed in round 1 still 0.98 though they had left 6 kWh unsold since round 5, the buyers short)
+        # rationed in rounds 1 and 6 still 0.98 though they had left 6 kWh unsold since round 7, the
+        # buyers short)
         settled = (
             [fill]
             if spare is None or expected.quiet >= 2
