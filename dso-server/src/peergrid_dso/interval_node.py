@@ -40,9 +40,10 @@ resumes a half-done interval from what the DSO chain holds of it, never issuing 
 market's clock before the node's run started (it was down) and that the MGMCs have gone past (one of them sent its
 injection for the next: they wait for the DSO while it is down, so they are behind the clock at its return) is
 recorded as missed, one line for the run, with no analysis, contract or switching (`interval_missed`, D8: before, a pilot's node back after an hour
-sent contracts and switched relays for four intervals past); one already started is acted on. The market's
-clock is the MGMC chain's posted `market.clock`; without one (a pilot today, a lab without settle-by-both)
-every interval is acted on, as before.
+sent contracts and switched relays for four intervals past); one already started is acted on. So is, while it
+runs too, one over that no MGMC sent an injection for once they went on (`interval_missed.left_behind`, D11: U7's
+node sat at 2 while the MGMCs traded 24). The market's clock is the loop's `market_clock` (a pilot's), else the
+MGMC chain's posted `market.clock`; without either every interval is acted on, as before.
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ class DsoLoop:
         if getattr(s, "record_file", None) is not None:  # an unreadable file stops the start (ConfigError)
             end = loop_end(s.first_interval, s.intervals)
             self.resume = interval_resume.resume_at(s.record_file, s.first_interval, end)
-        if self.ends_at is None:
-            self.ends_at = interval_missed.loop_clock(self.mgmc)
+        if self.ends_at is None:  # (a test's stand-in settings may have no `market_clock`)
+            self.ends_at = interval_missed.loop_clock(self.mgmc, getattr(s, "market_clock", None))
         if self.mgmc is not None and self.pricer is None and s.tariff_file is not None:
             from peergrid_dso.tariff import CoverPricer, load_tariff_file
 
@@ -164,12 +165,16 @@ class DsoLoop:
         return found
 
     async def gather(
-        self, t: int, revision: int, who: set[str], wait_s: float, first_wait: float
+        self, t: int, revision: int, who: set[str], wait_s: float, first_wait: float, leaves: bool = False
     ) -> dict[str, tuple[int, int]]:
+        """t's injections at `revision` or later: up to `first_wait` for the first, then `wait_s` for the rest of
+        `who`; `leaves`: `interval_missed.LeftBehind` once the MGMCs left t behind, not an hour's wait (U7)."""
         deadline = time.monotonic() + first_wait
         while time.monotonic() < deadline:
             if any(rev >= revision for mg, (_, rev) in self.injections(t).items() if mg in who):
                 break
+            if leaves and self.left_behind(t, None) is not None:
+                raise interval_missed.LeftBehind(t)
             await self.changed.wait(0.5)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
@@ -197,13 +202,15 @@ class DsoLoop:
             while end is None or t < end:
                 if stop.is_set():
                     return
-                missed = self.skip_missed(t, end, started)
+                missed = self.skip_missed(t, end, started) or self.skip_left_behind(t, end)
                 if missed:
                     t += missed
                     continue
                 self.current = t
                 try:
                     await self.interval(t)
+                except interval_missed.LeftBehind:  # while it waited: recorded missed at the next turn
+                    continue
                 except Exception:  # keep serving the next interval; the record says it failed
                     log.exception("DSO interval %d failed", t)
                     self.record({"interval": t, "error": "failed; see the DSO node log"})
@@ -217,7 +224,7 @@ class DsoLoop:
     def skip_missed(self, t: int, end: int | None, started: float) -> int:
         """Record the run of intervals from t that were over on the market's clock before this run of the node
         `started` as missed, publish each one's final verdict (missed, `secure` None: not checked) and log one
-        WARNING line (`interval_missed`); how many. 0 without a clock (the MGMC chain's posted `market.clock`).
+        WARNING line (`interval_missed`); how many. 0 without a clock (`interval_missed.loop_clock`).
         Only an outage's intervals: a node that fell behind while running catches up as the MGMCs do (they wait
         for its verdict on the interval before theirs, so they trade late in step with it, and skipping would
         leave trades agreed now unchecked; a loaded lab fell 8 s behind and skipped intervals); and only those the
@@ -225,13 +232,34 @@ class DsoLoop:
         the clock may not be traded yet (R45)."""
         now = self.clock()
         run = interval_missed.overdue(self.ends_at, t, end, min(now, started), self.market_past)
-        records = [interval_missed.missed_record(u, ended, now) for u, ended in run]
+        return self.record_missed(run, t, end, now, interval_missed.DOWN)
+
+    def skip_left_behind(self, t: int, end: int | None) -> int:
+        """As `skip_missed`, while running too, for the run from t the MGMCs left behind (no MGMC sent an
+        injection for it and they went on: `interval_missed.left_behind`; U7's node waited an hour for each)."""
+        left = self.left_behind(t, end)
+        if left is None:
+            return 0
+        return self.record_missed(left[0], t, end, self.clock(), interval_missed.gone_on(left[1]))
+
+    def left_behind(self, t: int, end: int | None) -> tuple[list[tuple[int, float]], int] | None:
+        if self.ends_at is None:  # no clock: no interval is known to be over
+            return None
+        active = self.active_mgs()  # (one revoked since it sent the interval before is not waited for)
+        sent = lambda u: set(self.injections(u)) & active  # noqa: E731  (the MGs that sent one for u)
+        return interval_missed.left_behind(self.ends_at, t, end, self.clock(), sent)
+
+    def record_missed(
+        self, run: list[tuple[int, float]], t: int, end: int | None, now: float, why: str
+    ) -> int:
+        """Each interval of `run` recorded missed with `why` and its final verdict published, one WARNING line."""
+        records = [interval_missed.missed_record(u, ended, now, why) for u, ended in run]
         open_now = sorted(self.live.open_set)
         for doc in records:  # its final verdict too: an MGMC starts an interval after the one before's
             self.publish(interval_missed.missed_verdict(doc, open_now, self.settings.max_iterations + 1))
             self.record(doc)
         if records:
-            log.warning("%s", interval_missed.said([u for u, _ in run], t + len(run), end))
+            log.warning("%s", interval_missed.said([u for u, _ in run], t + len(run), end, why))
         return len(run)
 
     def market_past(self, t: int) -> bool:
@@ -270,7 +298,7 @@ class DsoLoop:
     async def interval(self, t: int) -> None:
         s = self.settings
         mgs = self.active_mgs()
-        got = await self.gather(t, 0, mgs, s.wait_s, 3600.0)
+        got = await self.gather(t, 0, mgs, s.wait_s, 3600.0, leaves=True)
         nodes = {mg: bytes.fromhex(entry.node) for mg, entry in s.mgs.items()}
         # nothing, but after a restart; where each contract and answer lies on the chain orders them (R45)
         locate = getattr(getattr(self.replica, "store", None), "locate_tx", None)

@@ -101,6 +101,15 @@ class DisputeSettings(StrictSettings):
     record_file: Path | None = None  # one JSON line per decision
 
 
+class MarketClock(StrictSettings):
+    """The market's interval clock as the MGMCs trade by it (their `market.t0` and `market.interval_s`): interval k
+    runs from t0 + k x interval_s to t0 + (k + 1) x interval_s, wall s. The node reads it to tell an interval over
+    (`interval_missed`); it posts nothing from it (`interval_missed` says why)."""
+
+    t0: float = Field(ge=0, allow_inf_nan=False)  # wall s since the epoch when interval 0 starts
+    interval_s: float = Field(gt=0, allow_inf_nan=False)  # real seconds per trading interval
+
+
 class LoopSettings(StrictSettings):
     """What the DSO node needs besides the broker and feeder name (the `loop:` section of the DSO server)."""
 
@@ -126,6 +135,9 @@ class LoopSettings(StrictSettings):
     status_file: Path | None = None
     mgmc_records: Path | None = None  # lab: the MGMCs' interval records (their costs) for the market view
     interval_minutes: float = Field(15.0, gt=0)  # length of a trading interval (the market view's hours)
+    # the MGMCs' interval clock (a pilot's: the Ansible role renders the edges' epoch and interval); None: the MGMC
+    # chain's posted `market.clock` where one is posted, else no clock (every interval acted on, however late)
+    market_clock: MarketClock | None = None
     auto_enrol: bool = True  # MGMCs enrolling over the REST API: authorised at once (lab) or by an operator
     halt_file: Path | None = None  # the coordinated stop's {chain id: height}, as the MGMCs' ledger.halt_file
     disputes: DisputeSettings | None = None  # settle disputed trades (needs mgmc_chain)
