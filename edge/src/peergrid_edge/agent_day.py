@@ -23,8 +23,9 @@ is epoch + k x interval, for any k), and chain interval t is day t // n, planned
 profile index t mod n to that day's end (`interval_plan.profile_index`: the agent's model calls map t there, its
 chain calls keep t), so day 1000's plans cost what day 0's do. At a day's last interval the agent goes on to the
 next day's first in the same loop (`next_day`): its settings and record stamp become the day's
-(`Calendar.settings_of`; `resume.record_day`), its guard's budget starts afresh, its battery state,
-counterfactual and Settler carry on: the day before's last statements are worked in the new day's idles, as
+(`Calendar.settings_of`; `resume.record_day`; a line of an earlier day's interval, a settlement given up in the
+new day's idles, keeps its own day's stamp: `Calendar.stamp_of`), its guard's budget starts afresh, its battery
+state, counterfactual and Settler carry on: the day before's last statements are worked in the new day's idles, as
 within a day, and once they had the time `settle_day` gives them at the run's end (`day_before_ends`) the
 Settler gives up what is still refused of the days before, as at the run's end (`work_idle`,
 `agent_settlement.end_days_before`), never a trade whose counterparty may still state. `settle_day`, which
@@ -59,6 +60,7 @@ async def run_day(agent: MarketAgent) -> None:
     agent.d.link.subscribe(agent.d.settings.topic("dso", "verdict"), agent._on_verdict)
     await caught_up(agent)
     calendar = Calendar(agent.s, agent.scenario)  # the owner's rules already in its scenario (`rules_poster`)
+    agent.calendar = calendar  # its records' stamps by interval (`MarketAgent._record`)
     t = resume_interval(  # from the day now is in: an earlier day's untraded interval is history (`resume_from`)
         agent.ledger.state("mgmc"),
         calendar.resume_from(time.time()),
@@ -160,6 +162,12 @@ class Calendar:
         start = max(s.first_interval, interval_plan.day_start(slot_at(s, now), self.per_day))
         last = self.last()
         return start if last is None else min(start, max(s.first_interval, last + 1))
+
+    def stamp_of(self, t: int) -> str:
+        """The record stamp (`resume.record_day`) of the day chain interval t is in (`day_for`), the same
+        whichever day the agent is on when it writes t's line."""
+        day = self.settings_of(self.day_for(t))
+        return record_day(day.t0, day.first_interval)
 
     def day_before(self, k: int) -> tuple[range, str] | None:
         """The intervals of the run's day before day k and its records' stamp (`resume.record_day`); None on

@@ -140,7 +140,7 @@ def collect(docs: Iterable[dict[str, Any]], day: str | None) -> Records:
     """One day's records: the last interval record of each interval (a restart may write one again), error
     records, and every settlement line by trade: the day's own, and a later day's on a trade of the day's (its
     interval before that day's first: `market.days`, a day's last trades settle or are given up in the next
-    day's idles, and the line is stamped with the day the agent is on then)."""
+    day's idles; before E12 such a line was stamped with the day the agent was on then, since with its own)."""
     rec = Records()
     later: list[dict[str, Any]] = []  # settlement lines another day stamps, on an interval before its first
     for doc in docs:

@@ -17,7 +17,9 @@ Pure apart from reading the record file; never writes anything. Every reader par
 One record file serves every day (one path, appended to: review18 K-1), so each record carries its day (`DAY`:
 `record_day`, the agent's t0 and first interval, the pair its day-ahead session is named by; `stamped`; the
 first interval read back by `record_day_first`) and each reader given a day reads only that day's lines
-(`of_day`): another day's budget, costs and verdicts are never today's. The counterfactual alone reads the day
+(`of_day`): another day's budget, costs and verdicts are never today's. A line of an earlier day's interval
+(a settlement the next day's idles ended) carries its interval's day, and a settlement ending the file holds
+already is not written again (`ending_of`: U7's finding 11). The counterfactual alone reads the day
 before's last record where its day has none yet before the interval (`resumed_counterfactual`: the
 conventional MG's battery goes on across midnight). A line with no stamp
 (written before the stamp) is another day's: never resumed, so a restart mid-day across the upgrade resumes with
@@ -92,6 +94,26 @@ def stamp_of(doc: dict[str, Any]) -> str | None:
 def of_day(doc: dict[str, Any], day: str | None) -> bool:
     """Whether a record is of `day` (None: any day). A record with no stamp is another day's."""
     return day is None or doc.get(DAY) == day
+
+
+def ending_of(doc: dict[str, Any]) -> tuple[str, str, bool, str] | None:
+    """How a settlement line (`settlement.Settler._report`) says one trade ended, as a key: its day stamp, the
+    trade, settled or not, and its reason up to the first ';' ('the trading day ended', 'disputed', ...: the
+    last refusal after it may read otherwise another time); None where `doc` is no settlement line. A restart
+    picks up the trades the chain shows unsettled and may end one again as its last run did (U7's finding
+    11: a trade given up at day 0's end was recorded again by a restart on day 1): the agent writes a line
+    whose ending its record file holds already no more (`MarketAgent._record`)."""
+    settlement = doc.get("settlement")
+    if not isinstance(settlement, dict) or not isinstance(settlement.get("trade"), str):
+        return None
+    reason = str(settlement.get("reason", "")).split(";", 1)[0]
+    return str(doc.get(DAY)), settlement["trade"], settlement.get("settled") is True, reason
+
+
+def recorded_endings(record_file: Path | None) -> set[tuple[str, str, bool, str]]:
+    """The settlement endings (`ending_of`) the record file holds; a line it cannot read holds none."""
+    found = (record_object(line)[0] for line in record_lines(record_file) if line.strip())
+    return {ending for doc in found if doc is not None and (ending := ending_of(doc)) is not None}
 
 
 PLAN_CONFIRMED = "plan_confirmed"

@@ -93,13 +93,14 @@ from peergrid_edge.exchange_io import SessionOutcome
 from peergrid_edge.forward_chain import ForwardOutcome
 from peergrid_edge.pcc_readings import MgMetering
 from peergrid_edge.replicas import Submission
-from peergrid_edge.resume import record_day, stamped
+from peergrid_edge.resume import ending_of, record_day, recorded_endings, stamped
 from peergrid_edge.resume_spend import RecordedSpend
 from peergrid_edge.verdict_inbox import file_verdict, parse_verdict  # noqa: F401 - test_json_depth imports it
 from peergrid_ledger import keys
 from peergrid_ledger.records import append_record
 
 if TYPE_CHECKING:
+    from peergrid_edge.agent_day import Calendar
     from peergrid_edge.agent_settlement import SealedStatements
     from peergrid_edge.daemon import EdgeDaemon
 
@@ -133,6 +134,11 @@ class MarketAgent:
     # the MG as the interval in hand counts on it (`interval_offer`), what it is planned and dispatched on; None:
     # the scenario's (`mg`)
     counted: Microgrid | None = None
+    # its days (`agent_day.run_day` sets it): each record line's stamp is its interval's day's; None: the day's
+    calendar: Calendar | None = None
+    # the settlement endings its record file holds (`resume.ending_of`), read at the first one it writes: a
+    # restart writes none again (U7's finding 11); None: not read yet
+    endings: set[tuple[str, str, bool, str]] | None = None
 
     def __init__(self, daemon: EdgeDaemon, settings: MarketSettings) -> None:
         self.d, self.s = daemon, settings
@@ -321,4 +327,19 @@ class MarketAgent:
         day, and a restart reads back only its own day's lines, review18 K-1)."""
         if self.s.record_file is None:
             return
-        append_record(self.s.record_file, stamped(doc, self.day))
+        line = stamped(doc, self.stamp_for(doc.get("interval")))
+        ending = ending_of(line)
+        if ending is not None:
+            if self.endings is None:
+                self.endings = recorded_endings(self.s.record_file)
+            if ending in self.endings:  # its last run recorded how this trade ended (a day's end, a dispute)
+                return
+            self.endings.add(ending)
+        append_record(self.s.record_file, line)
+
+    def stamp_for(self, interval: Any) -> str:
+        """The day stamp of a record of `interval`: the agent's day, or the day of an earlier interval's (a
+        settlement of the day before given up or settled in this day's idles: U7's finding 11, interval 5's
+        line stamped day 1's and read back as day 1's)."""
+        earlier = isinstance(interval, int) and interval < self.s.first_interval
+        return self.calendar.stamp_of(interval) if earlier and self.calendar is not None else self.day
