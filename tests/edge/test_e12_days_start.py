@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from edge_helpers import stand_in_daemon
 from test_edge_settle_both import both_chain
 from test_edge_settle_restart import record
-from test_p4_days import INTERVAL_S, N, NoReadings, settings
+from test_p4_days import INTERVAL_S, N, NoReadings, days_chain, settings
 from test_settlement import Node
 
 from peergrid_edge.resume import record_day
@@ -81,3 +83,47 @@ def test_a_sale_of_day_zero_given_up_on_day_one_is_stamped_day_zero_once_across_
     assert sorted(endings) == [(23, day0, sold[0].hex()), (24, day1, sold[1].hex())]
     # before: [(23, day1, ...), (23, day1, ...), (24, day1, ...), (24, day1, ...)]
     assert all(doc["settlement"]["reason"].startswith("the trading day ended") for doc in lines[2:])
+
+
+def run_from(tmp_path: Path, t0: float, interval_s: float) -> list[int]:
+    """The intervals an agent of day 1 (24 to 29, `interval_s` slots from `t0`) runs on a chain of its own."""
+    me, _peer, authority, genesis = days_chain(tmp_path, "mgmc-e12")
+    ran: list[int] = []
+
+    async def main() -> None:
+        node = Node(tmp_path, genesis, authority)
+        node.ledger.start()
+        try:
+            market = settings(tmp_path, t0, first_interval=N, intervals=6, interval_s=interval_s)
+            await asyncio.wait_for(stubbed_agent(node, me, market, ran).run(), 60)
+        finally:
+            node.ledger.close()
+
+    asyncio.run(main())
+    return ran
+
+
+def test_a_first_start_past_its_epoch_joins_the_interval_in_hand(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No record file: the MGMC never traded, so the day's past intervals hold nothing of its to settle."""
+    interval_s = 2.0
+    t0 = time.time() - 3 * interval_s - 0.5  # the clock is in 27, half a second in
+    caplog.set_level(logging.INFO, "peergrid.edge.trader")
+    ran = run_from(tmp_path, t0, interval_s)
+    assert ran and ran[0] >= N + 3 and ran == list(range(ran[0], N + 6))  # before: [24, 25, ..., 29]
+    (said,) = [r.getMessage() for r in caplog.records if "joins interval" in r.getMessage()]
+    assert f"joins interval {ran[0]}" in said and "first start" in said
+
+
+def test_a_restart_with_records_still_looks_from_the_days_first_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """P4/R44: a restart with records joins the first interval of the day nobody started trading in."""
+    interval_s = 0.3
+    t0 = time.time() - 3 * interval_s - 0.1  # the clock is in 27
+    (tmp_path / "market.jsonl").write_text(record(N, True, record_day(t0, N)) + "\n")
+    caplog.set_level(logging.INFO, "peergrid.edge.trader")
+    assert run_from(tmp_path, t0, interval_s) == list(range(N, N + 6))
+    (said,) = [r.getMessage() for r in caplog.records if "joins interval" in r.getMessage()]
+    assert f"joins interval {N}" in said and "restart" in said

@@ -3,9 +3,10 @@
 Promises: `run_day` subscribes to the DSO's verdicts, waits until both replicas caught up, and joins at the
 first interval nobody has started trading in, looking from the day the wall clock is in (`Calendar.resume_from`;
 `resume.resume_interval`: a restarted agent never joins one midway; a forward-traded interval once its slot is
-over); it picks up what its last run left unsettled and an uplift it left unpaid, runs the day-ahead stage
-before the day's first interval (`market.dayahead`), then each interval from there to the day's last, each
-when the one before ended: idle until its slot (`idle`: a make-whole claim that did not land retried first
+over), or on a first start (no records yet) from the interval in hand on the clock, and says where and why in
+one line (`joins_where`); it picks up what its last run left unsettled and an uplift it left unpaid, runs the
+day-ahead stage before the day's first interval (`market.dayahead`), then each interval from there to the day's
+last, each when the one before ended: idle until its slot (`idle`: a make-whole claim that did not land retried first
 where the idle left holds an attempt, cut at the slot's start should it overrun - never on the interval's own
 time, review18 C-1 - then refused settlements until the slot), after the DSO's final verdict for the one before
 (`dso_verdicts.previous_cleared`), the first with its start state from its own battery readings
@@ -41,12 +42,20 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peergrid_controller.model import Scenario
 from peergrid_edge import agent_settlement, day_stages, guard, interval_plan, own_nonce
 from peergrid_edge.config import MarketSettings, slot_at, slot_start
-from peergrid_edge.resume import initial_state, record_day, resume_interval, resumed_counterfactual
+from peergrid_edge.resume import (
+    initial_state,
+    record_day,
+    record_lines,
+    record_object,
+    resume_interval,
+    resumed_counterfactual,
+)
 from peergrid_edge.resume_spend import recorded_spend
 
 if TYPE_CHECKING:
@@ -61,12 +70,13 @@ async def run_day(agent: MarketAgent) -> None:
     await caught_up(agent)
     calendar = Calendar(agent.s, agent.scenario)  # the owner's rules already in its scenario (`rules_poster`)
     agent.calendar = calendar  # its records' stamps by interval (`MarketAgent._record`)
+    first_start = agent.s.record_file is not None and not has_records(agent.s.record_file)
+    look_from = calendar.resume_from(time.time(), first_start)
     t = resume_interval(  # from the day now is in: an earlier day's untraded interval is history (`resume_from`)
-        agent.ledger.state("mgmc"),
-        calendar.resume_from(time.time()),
-        lambda k: time.time() >= agent._start_of(k + 1),
+        agent.ledger.state("mgmc"), look_from, lambda k: time.time() >= agent._start_of(k + 1)
     )
     day = calendar.day_for(t)
+    log.info("%s", joins_where(calendar, t, look_from, first_start))
     enter_day(agent, calendar, day)  # a restart on a later day joins that day
     before = calendar.day_before(day)
     agent_settlement.pick_up(agent, t, before)
@@ -150,16 +160,22 @@ class Calendar:
         last = self.last()
         return None if last is not None and t > last else slot_start(s, t)
 
-    def resume_from(self, now: float) -> int:
+    def resume_from(self, now: float, first_start: bool = False) -> int:
         """Where a (re)started agent looks for the interval it joins (`resume.resume_interval`): the configured
         first interval, or the first of the day wall second `now` is in where that is later (no later than the one
         after the run's last); the day before's unsettled trades are still picked up (`day_before`). Why: an
         interval of an earlier day in which no MGMC took part (every one down at once: a site's power cut) is
         neither closed nor joined for good, and a look from the configured first interval on every restart (P4)
         joined it: a restart on day 400 went back to day 3 and ran every interval since, each long past and
-        each waiting for the DSO's verdict on the one before."""
+        each waiting for the DSO's verdict on the one before. A `first_start` (no records yet: this MG never
+        traded, so the day's past intervals hold nothing of its to settle) looks from the interval in hand on
+        the clock instead: before (U7's finding 12), a pilot started hours after its epoch ran each past
+        interval of the day, offering nothing in each (its meter did not see their starts)."""
         s = self.settings
-        start = max(s.first_interval, interval_plan.day_start(slot_at(s, now), self.per_day))
+        in_hand = slot_at(s, now)
+        start = max(
+            s.first_interval, in_hand if first_start else interval_plan.day_start(in_hand, self.per_day)
+        )
         last = self.last()
         return start if last is None else min(start, max(s.first_interval, last + 1))
 
@@ -176,6 +192,24 @@ class Calendar:
             return None
         before = self.settings_of(k - 1)
         return range(before.first_interval, self.first_of(k)), record_day(before.t0, before.first_interval)
+
+
+def has_records(record_file: Path) -> bool:
+    """Whether the record file holds a record (one well-formed line): a start without one is the MG's first."""
+    return any(record_object(line)[0] is not None for line in record_lines(record_file) if line.strip())
+
+
+def joins_where(calendar: Calendar, t: int, look_from: int, first_start: bool) -> str:
+    """Where a (re)started agent joins and why, in one line (`run_day`)."""
+    k = calendar.day_of(t)
+    where = f"joins interval {t} (day {k}'s interval {t - calendar.first_of(k)} of {calendar.per_day})"
+    why = (
+        "a first start (no records yet): it looked from the interval in hand on the clock; the day's earlier "
+        "intervals are past and hold nothing of this MG's to settle"
+        if first_start
+        else "a restart (or a start with records): it looked from the first of the day's intervals"
+    )
+    return f"{where}, the first from {look_from} nobody started trading in: {why}"
 
 
 def enter_day(agent: MarketAgent, calendar: Calendar, k: int) -> None:
