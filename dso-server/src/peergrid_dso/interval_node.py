@@ -30,7 +30,7 @@ Its settings are `loop_settings`; the feeder and relays they name, `loop_feeder`
 the coordinated stop, `node_chains`; the re-bargaining iterations of an interval's security loop,
 `security_rounds`; reopening an interval on the MGMC chain, whether nobody offered in it and how the MGMCs
 answered, `interval_reopen` (split out, D5, Q8); enrolling the MGs and which of them it waits for,
-`interval_enrol` (D3). This module still names `build_feeder`, `relay_driver` and `SecurityRounds`.
+`interval_enrol` (D3); the intervals it skips as missed, `interval_skips`. This module still names `build_feeder`, `relay_driver` and `SecurityRounds`.
 Its loop runs `intervals` intervals from `first_interval`, or with `intervals: null` (D10) has no last one and runs
 for as long as the node does (a pilot's, as the edges' `market.days: null`: before, a year's count ran out, and
 a node restarted after it said every interval was finished and checked none again while the MGMCs traded on).
@@ -63,6 +63,7 @@ from typing import Any
 from peergrid_dso import interval_enrol, interval_missed, interval_resume, security_rounds
 from peergrid_dso.broker_tls import check_broker
 from peergrid_dso.interval_reopen import REOPEN_WAIT_S, Reopening, answer, forward_traded
+from peergrid_dso.interval_skips import SkipsMissed
 from peergrid_dso.loop_feeder import build_feeder, relay_driver
 from peergrid_dso.loop_settings import IntervalNodeSettings, loop_end
 from peergrid_dso.node_chains import ChainAdapter, Changed, Throttled
@@ -91,7 +92,7 @@ async def serve(settings: IntervalNodeSettings) -> None:
 
 
 @dataclass
-class DsoLoop:
+class DsoLoop(SkipsMissed):
     settings: IntervalNodeSettings
     replica: Any
     adapter: ChainAdapter
@@ -220,55 +221,6 @@ class DsoLoop:
         finally:
             if pricing:
                 await cancel_until_done(pricing)
-
-    def skip_missed(self, t: int, end: int | None, started: float) -> int:
-        """Record the run of intervals from t that were over on the market's clock before this run of the node
-        `started` as missed, publish each one's final verdict (missed, `secure` None: not checked) and log one
-        WARNING line (`interval_missed`); how many. 0 without a clock (`interval_missed.loop_clock`).
-        Only an outage's intervals: a node that fell behind while running catches up as the MGMCs do (they wait
-        for its verdict on the interval before theirs, so they trade late in step with it, and skipping would
-        leave trades agreed now unchecked; a loaded lab fell 8 s behind and skipped intervals); and only those the
-        MGMCs have gone past (`market_past`): they wait for the DSO while it is down too, so an interval over on
-        the clock may not be traded yet (R45)."""
-        now = self.clock()
-        run = interval_missed.overdue(self.ends_at, t, end, min(now, started), self.market_past)
-        return self.record_missed(run, t, end, now, interval_missed.DOWN)
-
-    def skip_left_behind(self, t: int, end: int | None) -> int:
-        """As `skip_missed`, while running too, for the run from t the MGMCs left behind (no MGMC sent an
-        injection for it and they went on: `interval_missed.left_behind`; U7's node waited an hour for each)."""
-        left = self.left_behind(t, end)
-        if left is None:
-            return 0
-        return self.record_missed(left[0], t, end, self.clock(), interval_missed.gone_on(left[1]))
-
-    def left_behind(self, t: int, end: int | None) -> tuple[list[tuple[int, float]], int] | None:
-        if self.ends_at is None:  # no clock: no interval is known to be over
-            return None
-        active = self.active_mgs()  # (one revoked since it sent the interval before is not waited for)
-        sent = lambda u: set(self.injections(u)) & active  # noqa: E731  (the MGs that sent one for u)
-        return interval_missed.left_behind(self.ends_at, t, end, self.clock(), sent)
-
-    def record_missed(
-        self, run: list[tuple[int, float]], t: int, end: int | None, now: float, why: str
-    ) -> int:
-        """Each interval of `run` recorded missed with `why` and its final verdict published, one WARNING line."""
-        records = [interval_missed.missed_record(u, ended, now, why) for u, ended in run]
-        open_now = sorted(self.live.open_set)
-        for doc in records:  # its final verdict too: an MGMC starts an interval after the one before's
-            self.publish(interval_missed.missed_verdict(doc, open_now, self.settings.max_iterations + 1))
-            self.record(doc)
-        if records:
-            log.warning("%s", interval_missed.said([u for u, _ in run], t + len(run), end, why))
-        return len(run)
-
-    def market_past(self, t: int) -> bool:
-        """Whether the MGMCs have gone on past interval t: one of them sent its injection for t + 1 on the DSO
-        chain (each sends one every interval, and starts t + 1 only once t's final verdict is out or waited
-        for). An interval over on the clock that they have not gone past is acted on, not missed (R45)."""
-        state = self.replica.app.state
-        nodes = (bytes.fromhex(entry.node) for entry in self.settings.mgs.values())
-        return any(query.equivalent_injection(state, node, t + 1) is not None for node in nodes)
 
     async def record_start(self) -> None:
         """The relays' positions the node adopted at start, on the DSO chain (`switching_adopt`)."""
