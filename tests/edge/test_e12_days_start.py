@@ -107,7 +107,7 @@ def test_a_first_start_past_its_epoch_joins_the_interval_in_hand(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No record file: the MGMC never traded, so the day's past intervals hold nothing of its to settle."""
-    interval_s = 2.0
+    interval_s = 3.0  # room for the replica's catch-up under load: it must start before 29 ends
     t0 = time.time() - 3 * interval_s - 0.5  # the clock is in 27, half a second in
     caplog.set_level(logging.INFO, "peergrid.edge.trader")
     ran = run_from(tmp_path, t0, interval_s)
