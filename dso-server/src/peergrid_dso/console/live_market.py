@@ -42,6 +42,14 @@ nothing of it was checked against the network, no contract, no switching) carrie
 other), told by the console as the node records it (`note_missed`), and is listed whether or not anything of it
 is on the chain (before, the view said nothing of a miss: an interval traded without the network check read as
 any other, and one nobody bargained in was not listed at all).
+A report is one market day's (`market_days`: day = t // intervals per day, from the loop's interval length):
+`report(day)` that day's intervals, each with its `day` and `hours_of_day` beside `hours` (from interval 0, as
+before), or without a day those of the day the view follows (the newest interval's, but not one a day-ahead clear
+closed ahead of time that nobody has delivered yet, as the page's `newest`), with `days` (each listed day: first,
+last, how many, how many missed) to pick another from; a day none of whose intervals is listed raises
+LookupError. The chain's state is asked of that day's intervals only (U7-10: a pilot of three days ran `hours`
+past 24 with no day, and a month in, ~3,000 intervals, the page listed and the report built every one at each
+head).
 Reads only: blocks from the store (any thread), state through `call` (the node's loop). Blocks are scanned once,
 incrementally; the records are read at each new head. `note_missed`, on the node's loop, never waits for a report
 (one waits on that loop, D10).
@@ -49,29 +57,18 @@ incrementally; the records are read at each new head. `note_missed`, on the node
 
 from __future__ import annotations
 
-import json
-import math
-import re
+import functools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peergrid_dso.console.market_days import day_fields, day_of, days, not_listed, of_day
+from peergrid_dso.console.mgmc_records import Records, read_records, unreadable_cost
+
+__all__ = ["LiveMarket", "records_overdue", "unreadable_cost"]  # unreadable_cost: where it was read before
+
 MICRO = 1e6
-KEY_HEX = re.compile(r"[0-9a-f]{64}")
-COSTS = ("cost_p2p", "cost_conventional", "p2p_money")  # what the view reads of an MGMC's interval record
-
-
-@dataclass
-class Records:
-    """What the MGMCs' interval records say (the lab's; empty in the pilot)."""
-
-    costs: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)  # interval -> MG -> its costs
-    written: dict[int, set[str]] = field(default_factory=dict)  # interval -> the MGs with any record of it
-    last: dict[str, int] = field(default_factory=dict)  # MG -> the last interval its records name
-    keys: dict[str, str] = field(default_factory=dict)  # trading key (hex) -> the MG whose records name it
-    unreadable: dict[int, dict[str, str]] = field(default_factory=dict)  # interval -> MG -> which field, why
 
 
 class LiveMarket:
@@ -102,7 +99,8 @@ class LiveMarket:
         # report's call timed out, 10 s, and the view failed)
         self._noted = threading.Lock()
         self._missed_version = 0
-        self._cache: tuple[tuple[int, int], dict[str, Any]] | None = None  # ((head, missed version), report)
+        self._seen: tuple[int, int] | None = None  # the (head, missed version) the reports in `_cache` are of
+        self._cache: dict[int | None, dict[str, Any]] = {}  # day asked (None: the one followed) -> its report
 
     def note_missed(self, t: int, why: str) -> None:
         """Interval t the DSO node missed, and why (its record's `missed`): the next report lists it, saying so."""
@@ -135,37 +133,77 @@ class LiveMarket:
                     self._closed.discard(int(body["interval"]))
             self._scanned = height
 
-    def report(self) -> dict[str, Any]:
+    def report(self, day: int | None = None) -> dict[str, Any]:
+        """The view of market day `day` (None: the day the view follows); LookupError where no interval of `day`
+        is listed (see the module's contract)."""
         store = self.replica.store
         with self._lock:
             head = int(store.head_height())
             with self._noted:
                 missed, version = set(self._missed), self._missed_version
-            if self._cache is not None and self._cache[0] == (head, version):
-                return self._cache[1]
-            self._scan(store, head)
-            if self._unread:
-                self._forward.update(self.call(self._cleared))
-                self._unread -= set(self._forward)
-                self._closed.update(self._forward)
-            intervals = sorted(set(self._positions) | set(self._forward) | missed)
+            if self._seen != (head, version):
+                self._seen, self._cache = (head, version), {}
+                self._scan(store, head)
+                if self._unread:
+                    self._forward.update(self.call(self._cleared))
+                    self._unread -= set(self._forward)
+                    self._closed.update(self._forward)
+                self._records = read_records(self.mgmc_records)
+            if day in self._cache:
+                return self._cache[day]
+            every = sorted(set(self._positions) | set(self._forward) | missed)
+            listed = days(every, self.interval_hours, missed)
+            shown = self._following(every) if day is None else day
+            if day is not None and all(d["day"] != day for d in listed):
+                raise LookupError(not_listed(day, listed))
+            intervals = of_day(every, shown, self.interval_hours)
             trades, reopened, overdue = self.call(
                 lambda: (self._trades(intervals), self._reopened_at(intervals), self._now_overdue(intervals))
             )
             self._overdue.update(overdue)
-            self._records = self._read_records()
             out = [self._interval(t, trades.get(t, []), reopened.get(t)) for t in intervals]
         source = f"live: the DSO's replica of the MGMC chain (height {head})"
         if self.mgmc_records is None:
             source += "; MG costs stay private to the MGMCs"
         else:
             source += "; MG costs from the MGMCs' interval records"
-        doc = {"status": "ready" if out else "computing", "source": source, "intervals": out, "height": head}
+        doc = {"status": "ready" if out else "computing", "source": source, "intervals": out, "height": head,
+               "day": shown, "days": listed}  # fmt: skip
         if not out:
             doc["waiting"] = "waiting for the first interval's bargaining on the MGMC chain…"
         with self._lock:
-            self._cache = ((head, version), doc)
+            if self._seen == (head, version):  # not a report of an older head than the one cached meanwhile
+                self._cache[day] = doc
         return doc
+
+    def _following(self, every: list[int]) -> int | None:
+        """The day the view follows: the newest listed interval's, passing over those a day-ahead clear closed
+        ahead of time that nobody has delivered yet (no MG's cost record, no settlement on the chain): a
+        --dayahead chain closes a day at once, and the view opened on its end (U3). With none delivered, the
+        newest bargained or missed interval's day, else the first listed one's; None with none listed. The chain
+        is asked a day's worth at a time."""
+        ahead = []  # the newest intervals a clear closed, newest first, down to the newest bargained or missed
+        newest = every[0] if every else None  # (none bargained or missed: the first, where none is delivered)
+        for t in reversed(every):
+            if t not in self._forward:
+                newest = t
+                break
+            ahead.append(t)
+        per_day = max(1, round(24 / self.interval_hours))
+        for start in range(0, len(ahead), per_day):
+            chunk = ahead[start : start + per_day]
+            settled: set[int] = self.call(functools.partial(self._settled, chunk))
+            for due in chunk:
+                if due in self._records.costs or due in settled:
+                    return day_of(due, self.interval_hours)
+        return None if newest is None else day_of(newest, self.interval_hours)
+
+    def _settled(self, intervals: list[int]) -> set[int]:
+        """On the node's loop: those of `intervals` with a settled trade on the chain."""
+        from peergrid_ledger import query
+
+        state = self.replica.app.state
+        return {t for t in intervals if any(rec.get("settlement") for _, rec in query.trades(state, t))}
 
     def _cleared(self) -> dict[int, str]:
         """On the node's loop: which intervals of a cleared session the clear closed, by the session its market
@@ -194,44 +232,6 @@ class LiveMarket:
             for t in intervals
             if (done := reopening(state, t)) is not None
         }
-
-    def _read_records(self) -> Records:
-        """The MGMCs' interval records as they stand (lines being written, or not JSON, are left out)."""
-        found = Records()
-        if self.mgmc_records is None:
-            return found
-        for path in sorted(self.mgmc_records.glob("mgmc-*.jsonl")):
-            mg = path.stem.removeprefix("mgmc-")
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except OSError:
-                continue
-            for line in lines:
-                try:
-                    rec = json.loads(line)
-                    t = rec["interval"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line being written
-                if type(t) is not int or "settlement" in rec:
-                    # a trade's settlement line (edge `Settler`) is no record of the interval: without
-                    # settle_by_both a refused first attempt writes it before the interval's record, and after a
-                    # restart it may be the interval's only line (R40-3: read as 'its record says it failed')
-                    continue
-                found.written.setdefault(t, set()).add(mg)
-                found.last[mg] = max(t, found.last.get(mg, t))
-                if isinstance(key := rec.get("anonym"), str) and KEY_HEX.fullmatch(key):
-                    found.keys[key] = mg
-                if not any(k in rec for k in COSTS):
-                    continue  # an error record: the interval failed for that MG
-                # the last interval record counts (an MGMC may write one again), readable or not; an error
-                # record above only where there is none (see the module's contract)
-                if (why := unreadable_cost(rec)) is not None:
-                    found.unreadable.setdefault(t, {})[mg] = why
-                    found.costs.get(t, {}).pop(mg, None)
-                    continue
-                found.costs.setdefault(t, {})[mg] = {k: float(rec[k]) for k in COSTS}
-                found.unreadable.get(t, {}).pop(mg, None)
-        return found
 
     def _unreported(self, t: int, parties: set[str]) -> tuple[list[str], dict[str, str], bool]:
         """Of every MG the interval's welfare sums (the trading keys `parties`, hex; the enrolled MGs; the MGs
@@ -330,7 +330,8 @@ class LiveMarket:
             p2p_welfare = round(-sum(c[k] for c in costs.values() for k in counted), 4)
         return {
             "interval": t,
-            "hours": [round(t * self.interval_hours, 4), round((t + 1) * self.interval_hours, 4)],
+            "hours": [round(t * self.interval_hours, 4), round((t + 1) * self.interval_hours, 4)],  # from t 0
+            **day_fields(t, self.interval_hours),  # its market day and its hours in that day (U7-10)
             "rounds": rounds,
             "converged": converged,
             "closed": t in self._closed,
@@ -365,22 +366,3 @@ def records_overdue(replica: Any, t: int) -> bool:
     params = replica.app.genesis.params
     end = interval_end(replica.app.state, params, t)
     return end is not None and int(replica.store.tip().time) > end + int(params.settle_wait_ms)
-
-
-def unreadable_cost(rec: dict[str, Any]) -> str | None:
-    """Pure: why an MGMC's interval record's costs cannot be read (the first of `COSTS` missing or not a finite
-    JSON number, e.g. 'cost_p2p is NaN, not a finite number'), or None when all three can."""
-    for k in COSTS:
-        if k not in rec:
-            return f"{k} is missing"
-        value = rec[k]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"{k} is {json.dumps(value)[:40]}, not a number"
-        try:
-            number = float(value)
-        except OverflowError:  # a JSON integer past a float's range
-            return f"{k} is {str(value)[:12]}..., beyond a float's range"
-        if not math.isfinite(number):
-            shown = "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
-            return f"{k} is {shown}, not a finite number"
-    return None

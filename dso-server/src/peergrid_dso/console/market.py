@@ -3,7 +3,8 @@
 Promises: `run_lab_market(mgs, intervals)` runs the controller's day simulation (`peergrid_controller.simulate`)
 over its chain venue wrapped in `RecordingVenue`, which notes each seller's price in each round, the agreed
 trades and their settlement, and returns (`MarketReport`, the MGMC chain). MG names are the console's (mg1..);
-the synthetic scenario's are mapped onto them in order. Interval k covers hours [2k, 2k+2). Costs are in
+the synthetic scenario's are mapped onto them in order. Interval k covers hours [2k, 2k+2), all of market day 0
+(`day`, `hours_of_day`, `days` as the live view's, `console.market_days`). Costs are in
 currency units; P2P and conventional are the controller's own baselines. No sockets, no clock.
 Stand-in until the testbed's MGMCs run the market live (issue 11); the view reads the same JSON shape.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from peergrid_dso.console.market_days import day_fields, days
 
 
 @dataclass
@@ -80,12 +83,14 @@ def run_lab_market(mgs: list[str], intervals: int, seed: int = 1) -> tuple[dict[
 
     result = simulate(scenario, SimulationConfig(with_central=True, central_time_limit_s=20.0), factory)
     venue = venues[0]
+    hours = 24.0 / intervals
     out = []
     for r in result.intervals:
         out.append(
             {
                 "interval": r.interval,
-                "hours": [r.interval * 24.0 / intervals, (r.interval + 1) * 24.0 / intervals],
+                "hours": [r.interval * hours, (r.interval + 1) * hours],
+                **day_fields(r.interval, hours),
                 "rounds": r.rounds,
                 "converged": r.converged,
                 "prices": venue.prices.get(r.interval, []),
@@ -108,4 +113,7 @@ def run_lab_market(mgs: list[str], intervals: int, seed: int = 1) -> tuple[dict[
                 },
             }
         )
-    return {"source": "lab simulation on the MGMC chain", "intervals": out}, venue.inner.chain
+    listed = days([iv["interval"] for iv in out], hours)
+    day = listed[0]["day"] if listed else None
+    report = {"source": "lab simulation on the MGMC chain", "intervals": out, "day": day, "days": listed}
+    return report, venue.inner.chain

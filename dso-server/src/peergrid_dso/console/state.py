@@ -38,6 +38,7 @@ from peergrid_dso.auth.store import ConsoleDb, console_db_path
 from peergrid_dso.auth.users import UserStore
 from peergrid_dso.console.chains import ChainExplorer
 from peergrid_dso.console.grid import GridView, lab_injections
+from peergrid_dso.console.market_days import day_fields, not_listed
 from peergrid_dso.console.node_records import NodeRecords
 from peergrid_dso.console.operations import Operations
 from peergrid_dso.console.relay_watch import standing, watch_of, watch_view
@@ -67,6 +68,7 @@ class ConsoleState:
     relay_watch: Callable[[], Any] = lambda: None  # the node's `RelayWatch` (None: no closed loop)
     drawn: int | None = None  # the latest interval the loop finished whose outcome the feeder view draws
     node_records: NodeRecords | None = None  # the node's own records on the DSO chain (closed loop only)
+    interval_hours: float | None = None  # the closed loop's interval length (`interval_minutes` / 60)
     _step: int = -1
     # the run of missed intervals the newest missed alarm names: first, last, why, the alarm's words
     _missed_run: tuple[int, int, str, str] | None = None
@@ -151,14 +153,20 @@ class ConsoleState:
                 self.ops.add_audit(line, by_height=True)
             return self.node_records.changes
 
-    def market_view(self) -> dict[str, Any]:
+    def market_view(self, day: int | None = None) -> dict[str, Any]:
+        """The Market view of market day `day` (None: the one it follows); LookupError: no interval of it listed."""
         if self.live_market is not None:
             try:
-                view: dict[str, Any] = self.live_market.report()
+                view: dict[str, Any] = self.live_market.report(day)
                 return view
+            except LookupError:
+                raise
             except Exception as exc:  # shown to the operator; the server keeps running
                 log.exception("live market view failed")
                 return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        listed = self.market.get("days")
+        if day is not None and listed is not None and all(d["day"] != day for d in listed):
+            raise LookupError(not_listed(day, listed))  # the lab's (one still computing has no days)
         return self.market
 
     def on_interval(self, record: dict[str, Any]) -> None:
@@ -208,6 +216,8 @@ class ConsoleState:
             # why the node never worked on it (`interval_missed`: it ended while the node was down), else None;
             # `secure` None beside it means not checked, which the line must not read as insecure (C5)
             "missed": record.get("missed"),
+            # its market day and hours in it where the loop's interval length is known (U7-10: no day was shown)
+            **({} if self.interval_hours is None else day_fields(t, self.interval_hours)),
         }
         # what it ended with is what the view draws (`tick`); a failed one has none: the last stays
         if isinstance(record.get("injections_kw"), dict):
@@ -362,6 +372,10 @@ def _console(settings: ConsoleSettings, dso: Any, loop: Any, db: ConsoleDb | Non
     )
     grid.standing_alarms, grid.relay_reports = state.standing_alarms, state.relay_reports
     if loop is not None:
+        minutes = getattr(
+            getattr(loop, "node_settings", None), "interval_minutes", None
+        )  # a stand-in's: none
+        state.interval_hours = None if minutes is None else minutes / 60
         state.node_records = NodeRecords(dso.chain)
         state.follow_node_records(lambda: bool(loop.running))
         state.relay_watch = lambda: watch_of(loop)  # late bound: read where the node keeps it now

@@ -216,3 +216,11 @@ export function toast(text) {
 
 export const fmt = (x, digits = 1) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits));
 export const short = (hex, n = 12) => (hex ? `${hex.slice(0, n)}…` : "—");
+
+// An interval's market day and its hours in that day ("day 1, 09:00–09:15": console/market_days.py's `day` and
+// `hours_of_day`), or null where the server gives none (the lab console without a loop, an older server).
+const hhmm = (h) => { const m = Math.round(h * 60); return `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`; };
+export function dayTime(iv) {
+  const h = iv.hours_of_day;
+  return iv.day == null || !h ? null : `day ${iv.day}, ${hhmm(h[0])}–${hhmm(h[1])}`;
+}

@@ -1,5 +1,5 @@
 // Feeder view: the one-line diagram, live over server-sent events; operators switch with a confirmation step.
-import { api, canOperate, dataTable, el, svg, toast, fmt, liveFeed } from "./api.js";
+import { api, canOperate, dataTable, dayTime, el, svg, toast, fmt, liveFeed } from "./api.js";
 
 const DX = 46, DY = 58, PAD = 30;
 
@@ -20,9 +20,11 @@ function loopDetail(iv) {
 
 // The newest interval's verdict in a line. One the node missed (over while it was down) has no verdict, its
 // `secure` null: it says missed and why, never "INSECURE" (C5: an unchecked interval read as an insecure one).
+// Its market day and hours where the server gives them (U7-10: 'interval 52' on a pilot's third day said no day).
 function loopLine(iv) {
-  if (iv.missed) return `interval ${iv.interval}: missed, ${iv.missed}: not checked, no contract, no switching`;
-  return `interval ${iv.interval}: ${iv.error ? "DSO failed" : (iv.secure ? "secure" : "INSECURE")}, ` +
+  const when = dayTime(iv), name = `interval ${iv.interval}${when ? ` (${when})` : ""}`;
+  if (iv.missed) return `${name}: missed, ${iv.missed}: not checked, no contract, no switching`;
+  return `${name}: ${iv.error ? "DSO failed" : (iv.secure ? "secure" : "INSECURE")}, ` +
     `${iv.switch_ops} switch op(s), ${iv.adjustments} adjustment(s), DSO chain height ${iv.height}`;
 }
 

@@ -1,5 +1,8 @@
 // Market view: each interval's bargaining rounds (prices converging), agreed trades, settlement, P2P vs conventional.
-import { api, dataTable, el, svg, fmt, liveFeed } from "./api.js";
+// One market day at a time (console/market_days.py): the server lists the days (`days`) and sends one day's
+// intervals; the page asks for another by `?day=` when the operator picks it. A month in a pilot has ~3,000
+// intervals: neither the picker nor a fetch holds them all (U7-10: the view ran on past 24 hours, no day).
+import { api, dataTable, dayTime, el, svg, fmt, liveFeed } from "./api.js";
 
 const COLOURS = ["#1f5fa8", "#d98200", "#1b7f3b", "#8e3fa8", "#b3261e", "#2a9d8f", "#6b4f00"];
 
@@ -101,12 +104,23 @@ function newest(intervals) {
   return (due.length ? due : intervals).at(-1).interval;
 }
 
+// An interval in the picker: its market day and hours where the server gives them, else its hours from interval 0.
+function when(iv) {
+  return dayTime(iv) ?? `${iv.hours[0]}–${iv.hours[1]} h`;
+}
+
+function dayLabel(d) {
+  return `day ${d.day}: intervals ${d.first}–${d.last} (${d.intervals} listed${d.missed ? `, ${d.missed} missed by the DSO` : ""})`;
+}
+
 export class MarketView {
-  constructor(root) { this.root = root; this.selected = null; }
+  // `day`: the market day the operator picked (null: the one the server follows, the newest); `follow`: the view
+  // moves to each new interval the loop announces, until the operator picks an interval or a day
+  constructor(root) { this.root = root; this.selected = null; this.day = null; }
 
   async start() {
     this.listen();
-    const m = await api("/console/api/market");
+    const m = await api(this.day === null ? "/console/api/market" : `/console/api/market?day=${this.day}`);
     if (m.status !== "ready") {
       this.root.replaceChildren(el("h2", {}, "Market"), el("p", {}, m.status === "failed" ? `market data unavailable: ${m.error}` : (m.waiting || "computing the day's market…")));
       if (m.status === "computing") this.timer = setTimeout(() => this.start(), 1000);
@@ -114,8 +128,16 @@ export class MarketView {
     }
     this.market = m;
     if (this.follow && m.intervals.length) this.selected = newest(m.intervals);
-    if (this.selected === null) this.selected = newest(m.intervals);  // the latest, as a live update shows
+    // the latest, as a live update shows; also where the day shown no longer holds the one selected
+    if (!m.intervals.some((i) => i.interval === this.selected)) this.selected = newest(m.intervals);
     this.render();
+  }
+
+  pickDay(day) {  // only this day's intervals are fetched and listed
+    this.day = day;
+    this.follow = false;
+    this.selected = null;
+    this.start();
   }
 
   listen() {  // the closed loop announces each finished interval: show the new one
@@ -129,14 +151,20 @@ export class MarketView {
   render() {
     const m = this.market;
     const iv = m.intervals.find((i) => i.interval === this.selected);
-    const picker = el("select", { id: "interval", onchange: (e) => { this.selected = Number(e.target.value); this.follow = false; this.render(); } },
+    const picker = el("select", { id: "interval", onchange: (e) => {
+      this.selected = Number(e.target.value); this.follow = false; this.day = m.day ?? null; this.render(); } },  // stays on its day
       m.intervals.map((i) => el("option", { value: i.interval, selected: i.interval === this.selected },
-        `interval ${i.interval} (${i.hours[0]}–${i.hours[1]} h): ${i.trades.length} trade(s), ${i.forward ? "day-ahead" : `${i.rounds} round(s)`}${i.missed ? ", missed by the DSO" : ""}`)));
+        `interval ${i.interval} (${when(i)}): ${i.trades.length} trade(s), ${i.forward ? "day-ahead" : `${i.rounds} round(s)`}${i.missed ? ", missed by the DSO" : ""}`)));
+    const days = m.days ?? [];  // an older server's report has none: no day picker, every interval as before
+    const dayPicker = days.length ? el("select", { id: "day", onchange: (e) => this.pickDay(Number(e.target.value)) },
+      days.map((d) => el("option", { value: d.day, selected: d.day === m.day }, dayLabel(d)))) : "";
+    const whenShown = dayTime(iv);
     const mgs = Object.keys(iv.cost_p2p).sort();
     const totals = (key) => Object.fromEntries(mgs.map((g) => [g, m.intervals.reduce((s, i) => s + (i[key][g] || 0), 0)]));
     const tp = totals("cost_p2p"), tc = totals("cost_conventional");
     this.root.replaceChildren(
-      el("h2", {}, "Market"), el("p", {}, el("small", {}, m.source)), picker, missedNote(iv),
+      el("h2", {}, "Market"), el("p", {}, el("small", {}, m.source)), dayPicker, " ", picker,
+      whenShown ? el("p", { id: "interval-when" }, `interval ${iv.interval}: ${whenShown}`) : "", missedNote(iv),
       el("div", { class: "grid2" },
         el("div", { class: "card" }, el("h2", {}, `Sellers' prices per round (interval ${iv.interval}: ${outcome(iv)})`),
           iv.prices.length ? pricePlot(iv.prices) : el("p", {}, iv.forward ? "no intraday offers: the day-ahead exchange's clear agreed these trades" : "no offers in this interval")),
@@ -152,7 +180,7 @@ export class MarketView {
               el("td", { class: "num" }, fmt(t.price, 3)), el("td", { class: "num" }, s ? fmt(s.delivered_kwh, 2) : "—"),
               el("td", { class: "num" }, s ? fmt(s.amount, 3) : "—"), el("td", {}, s ? (s.ok ? "yes" : "refused") : "pending"));
           }))),
-      el("div", { class: "card" }, el("h2", {}, "Cost per MG: P2P against the conventional market (this interval / whole day)"),
+      el("div", { class: "card" }, el("h2", {}, `Cost per MG: P2P against the conventional market (this interval / whole ${m.day == null ? "day" : `day ${m.day}`})`),
         dataTable({ id: "costs" }, ["MG", "P2P", "conventional", "saving", "day P2P", "day conventional", "day saving"],
           mgs.map((g) => el("tr", {}, el("td", {}, g),
             el("td", { class: "num" }, fmt(iv.cost_p2p[g], 3)), el("td", { class: "num" }, fmt(iv.cost_conventional[g], 3)),
