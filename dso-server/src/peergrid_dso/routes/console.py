@@ -198,8 +198,15 @@ async def events(request: Request, s: Session = Depends(viewer)) -> StreamingRes
 
 
 @router.get("/console/api/market")
-def market(request: Request, _: Session = Depends(viewer)) -> dict[str, Any]:
-    return console_state(request).market_view()
+def market(request: Request, day: int | None = None, _: Session = Depends(viewer)) -> dict[str, Any]:
+    """The Market view of one market day (`console.market_days`): `day`'s intervals, or without it those of the
+    day the view follows, with `days` to pick another from; never every interval of a long run at once (U7-10)."""
+    if day is not None and day < 0:
+        raise refuse(request, 422, "malformed", "day must be 0 or more")
+    try:
+        return console_state(request).market_view(day)
+    except LookupError as exc:
+        raise refuse(request, 404, "not_found", str(exc)) from None
 
 
 @router.get("/console/api/disputes")
