@@ -40,7 +40,10 @@ side as unmetered under its deadline rules. Readings reach it through
 kept, not the leaves, so no resolve decodes or hashes them again), and only for a (node, commitment interval) that a pending
 dispute may read (`ReadingsNotNeeded` otherwise: the window's, and up to `CLOCK_REACH_COMMITS` further each
 way for a signing meter's clock, `MeterClock.reachable`): what it keeps is bounded by the disputes it waits
-on, each of which ends by its deadline, and is dropped when they end.
+on, each of which ends by its deadline, and is dropped when they end. A set taken in is kept on disk before
+`offer_readings` returns (`dispute_readings_file.KeptReadings`, beside `record_file`; one it cannot write is
+`ReadingsNotKept`), read back at the next start, checked against the chain again, and forgotten there too when
+no pending dispute reads it (D12: a restart lost them, U7's 0 of 30,000 Wh).
 State is read and `settle` sent on the node's event loop only; `snapshot` and `offer_readings_threadsafe` may
 be called from the web server's threads.
 """
@@ -54,11 +57,12 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from peergrid_dso.dispute_readings_file import KeptReadings, ReadingsNotKept, readings_file, taken_back
 from peergrid_dso.dispute_record import DisputeRecord
 from peergrid_dso.dispute_time import ReplicaTime
 from peergrid_dso.disputes import Unresolved, Vouched, read_nodes, resolve, to_json
 from peergrid_dso.meter_clock import ChainClock, signing_meters
-from peergrid_dso.sealed_pass import SealedSet, take_in
+from peergrid_dso.sealed_pass import SealedSet
 from peergrid_dso.sealed_readings import ChainTime, MeterClock, SigningMeters, sealed_late, verified_leaves
 from peergrid_ledger import keys, query
 from peergrid_ledger.block import decode_block
@@ -104,6 +108,9 @@ class DisputeSettler:
         self.signing = signing
         # each (node, commitment)'s set as taken in: checked, read once (`sealed_pass.take_in`), while read
         self.sealed: dict[tuple[bytes, int], SealedSet] = {}
+        # and on disk: the sets an earlier run took are read back here and taken in at the first pass
+        self.kept = KeptReadings(readings_file(record_file))
+        self._unread = self.kept.load()  # ConfigError: a damaged file (the node does not start)
         self.candidates: set[bytes] = set()  # trades a final block touched since the last pass
         self.pending: dict[bytes, float] = {}  # disputed, not settled yet: when to try again (monotonic s)
         # each pending trade's (node, commitment) readings: its parties' and their disputed trades' counterparties'
@@ -187,6 +194,7 @@ class DisputeSettler:
             raise ReadingsRefused(
                 f"no der_commitment of {node.hex()[:16]}… for interval {commitment} on the chain"
             )
+        self._read_back()
         self._take_candidates()  # a dispute in a final block the last pass has not looked at yet
         if not any(key in self.reads.get(trade, ()) for trade in self.pending):
             raise ReadingsNotNeeded(
@@ -200,8 +208,11 @@ class DisputeSettler:
             verified_leaves(self.state, node, commitment, {key: list(leaves)})
         except Unmetered as exc:
             raise ReadingsRefused(str(exc)) from None
-        # the pass made once here, not on every resolve: its result kept, the leaves not (D5, P9's 72 ms)
-        self.sealed[key] = take_in(leaves, record, self.clock.most_meter_readings)
+        held = self.sealed.get(key)
+        if held is None or (held.root, held.count) != (record["root"], int(record["readings"])):
+            # the pass made once here, not on every resolve: its result kept, the leaves not (D5, P9's 72 ms), and
+            # the leaves on disk before the answer says taken (D12; ReadingsNotKept when they cannot be)
+            self.sealed[key] = self.kept.take_in(key, leaves, record, self.clock.most_meter_readings)
         self._retry_unresolved({key})
         self._wake.set()
         return len(leaves)
@@ -252,10 +263,25 @@ class DisputeSettler:
     async def settle_due(self) -> None:
         """One pass: new candidates that are disputed join the pending ones; every pending one that is due is
         resolved and, when the DSO can vouch for an energy, settled."""
+        self._read_back()
         self._take_candidates()
         for trade in sorted(self.pending):
             if self.pending[trade] <= self.now():
                 await self.settle_one(trade)
+
+    def _read_back(self) -> None:
+        """The sets an earlier run kept (once, at the first pass): every trade on the replica looked at, each set
+        a pending dispute reads taken in again (`dispute_readings_file.taken_back`), the others forgotten."""
+        if not self._unread:
+            return
+        unread, self._unread = self._unread, {}
+        self.look_everywhere()
+        self._take_candidates()
+        needed = {key for trade in self.pending for key in self.reads.get(trade, ())}
+        most = self.clock.most_meter_readings if needed & unread.keys() else 0  # (no clock read for none)
+        taken = taken_back(self.state, unread, needed, most, self.kept.path)
+        self.sealed.update(taken)
+        self.kept.forget(key for key in unread if key not in taken)
 
     def _take_candidates(self) -> None:
         """New candidates that are disputed join the pending ones, with the readings they read."""
@@ -344,9 +370,9 @@ class DisputeSettler:
         self.deadlines.pop(trade, None)
         read = self.reads.pop(trade, None) or self._readings_of(trade)
         needed = {key for other in self.pending for key in self.reads.get(other, ())}
-        for key in read:
-            if key not in needed:
-                self.sealed.pop(key, None)
+        for key in read - needed:
+            self.sealed.pop(key, None)
+        self.kept.forget(read - needed)
 
     def _readings_of(self, trade: bytes) -> set[tuple[bytes, int]]:
         """The (node, commitment interval) readings that resolving `trade` may read (`disputes.read_nodes`): the
@@ -388,6 +414,7 @@ __all__ = [  # signing_meters moved to meter_clock, beside SigningMeters; import
     "REFUSED_FOR_GOOD",
     "TRADE_PREFIX",
     "DisputeSettler",
+    "ReadingsNotKept",
     "ReadingsNotNeeded",
     "ReadingsRefused",
     "signing_meters",

@@ -6,7 +6,9 @@ rests on, refused with the chain's reason, unresolved with why), and which wait.
 interval, kept only when they are exactly the set its `der_commitment` sealed (422 otherwise, saying why), so
 no login is needed: the chain's signed root authenticates them; and only when a dispute the DSO waits on reads
 them and their commitment was sealed in time (409 otherwise, saying which), so an unauthenticated caller cannot
-make the DSO hold readings no dispute needs. Without a settler (no `loop.disputes`, or the lab's in-process
+make the DSO hold readings no dispute needs. A 201 means kept: on disk before the answer (`dispute_readings_file`,
+so a DSO restart settles with them, D12); a set the DSO cannot write there is 503 (not taken: post it again).
+Without a settler (no `loop.disputes`, or the lab's in-process
 services) every route answers 404 saying so. Bad input is 422 (pydantic) with a `detail`.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from peergrid_dso.dispute_node import DisputeSettler, ReadingsNotNeeded, ReadingsRefused
+from peergrid_dso.dispute_node import DisputeSettler, ReadingsNotKept, ReadingsNotNeeded, ReadingsRefused
 from peergrid_dso.routes.dso import get_dso
 from peergrid_dso.services.container import DsoServices
 
@@ -71,6 +73,8 @@ def readings(body: ReadingsIn, s: DisputeSettler = Depends(settler)) -> dict[str
         raise HTTPException(409, str(exc)) from None
     except ReadingsRefused as exc:
         raise HTTPException(422, str(exc)) from None
+    except ReadingsNotKept as exc:  # an edge posts a set again after a 5xx (its `unsent`, E11)
+        raise HTTPException(503, str(exc)) from None
     return {"node": body.node, "interval": body.interval, "accepted": kept}
 
 
