@@ -17,9 +17,16 @@ chain's genesis says the contract caps allocations (`cap_on_fills`); an agent wi
 the instability those fixes removed. It counts on the fill each seller gave as `bargain` does, smoothed across
 rounds (`moves.ExpectedFill`; "every seller content" is read off the chain as "every posted price kept"), and
 a buyer whose last bid still stands (prices kept, same asks in last round's band) posts it again unchanged, so
-a round that repeats the last is `bargain`'s stop one round later. Opened at the same price (`opening`), the
-rounds are mostly `bargain`'s move for move, not always: the re-post test uses last round's band, so a bid still
-standing there is posted again in a round where `bargain`'s buyer, its band widened, bids anew. The hand-built
+a round that repeats the last is `bargain`'s stop one round later. With owner rules a bid stands only if it
+also stands on the fills the estimate settles on (`settled_fills`, as `bargain` stops since M18); a buyer whose
+bid stands on the estimate alone and whose new bid would repeat its last asks with the settled fills at once:
+`bargain` repeats that round before it asks so, and on the chain a repeat ends the interval, buyers short beside
+unsold energy (tests/edge/test_e13_settled_fill.py). From there the edge plays `bargain`'s rounds a round early,
+its band a round narrower where the band widens in between; where another buyer still moves in that round,
+`bargain`'s buyer does not ask so yet and the edge parts from it (5-MG seed 14: one round more, the same
+trades). Opened at the same price (`opening`), the rounds are mostly `bargain`'s move for move, not always: the
+re-post test uses last round's band, so a bid still standing there is posted again in a round where
+`bargain`'s buyer, its band widened, bids anew. The hand-built
 case and seeded 5-MG owner-rules markets 1-3 match (tests/edge/test_edge_owner_rules.py; 8 of seeds 4-12 in
 notes/review5.md F6); seed 9 parts at round 16 as the buyers' band widens (27 rounds against 23), and still
 stops on a repeated round with a stable outcome (that test; docs/market.md). With no price call on the chain
@@ -53,6 +60,7 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
     prices_kept,
     same_requests,
     seller_ceiling,
+    served,
 )
 from peergrid_edge import debts
 
@@ -280,22 +288,36 @@ async def _rounds(
             await _move_demands(agent, t, r, [])
         elif agent.anonym.public in buyers:
             public = [Offer(s.hex(), t, p / 1000, q / 1000, c) for s, (p, q, c, _) in offers.items()]
-            # `bargain` stops once no seller moves and no buyer would ask differently in the round's band;
-            # here that shows as a round that repeats the last one, so a buyer whose last bid still stands
-            # (prices held, same asks in last round's band) posts it again as it was
-            bid = None
+            # `bargain` stops once no seller moves and no buyer would ask differently in the round's band
+            # (with owner rules, nor with the fills its estimate settles on: `settled_fills`); here that shows
+            # as a round that repeats the last one, so a buyer whose last bid still stands (prices held, same
+            # asks in last round's band) posts it again as it was
             # what this buyer asked last round: a short buyer's extra request takes its part of a seller's
             # spare and keeps what it took (`make_bid`'s `mine`, as `bargain` passes it)
             asked_before = None if spare is None else dict(posted.requests) if posted is not None else {}
+            bid = None
+            settled: dict[str, float] | None = None
             if held and posted is not None:
                 band = price_band(r - first, cfg)
                 again = make_bid(me, public, t, band, fill, spare, terms.fills_capped, asked_before)
-                bid = posted if same_requests(again, posted, cfg) else None
+                if same_requests(again, posted, cfg):
+                    settled = settled_fills(spare, expected, seen)
+                    if settled is None or same_requests(
+                        make_bid(me, public, t, band, settled, spare, terms.fills_capped, asked_before),
+                        posted,
+                        cfg,
+                    ):
+                        bid, settled = posted, None
             if bid is None:
                 band = price_band(r - first + 1, cfg)
                 bid = make_bid(me, public, t, band, fill, spare, terms.fills_capped, asked_before)
+                if settled is not None and posted is not None and _wanted(bid) == _wanted(posted):
+                    # its bid stands on the smoothed estimate, not on the settled one: `bargain` plays this
+                    # bid once more (a round that repeats, the chain's stop) and asks with the settled fills
+                    # only the round after; here the buyer makes that move now
+                    bid = make_bid(me, public, t, band, settled, spare, terms.fills_capped, asked_before)
             posted = bid
-            wanted = sorted((bytes.fromhex(s), wh(q)) for s, q in bid.requests if wh(q) > 0)
+            wanted = _wanted(bid)
             demands = [{"seller": seller, "quantity": quantity} for seller, quantity in wanted]
             if not await _move_demands(agent, t, r, demands):
                 posted = None  # not on the chain: the next round bids anew
@@ -330,6 +352,32 @@ async def _rounds(
     # left open would hold no trades for some MGs and others' trades later)
     await close_interval(agent, t, min(sellers) if sellers else min(buyers, default=None))
     return history
+
+
+def _wanted(bid: Bid) -> list[tuple[bytes, int]]:
+    """A bid's demands as its move puts them on the chain: (seller key, Wh) above 0 Wh, by seller key; two
+    bids with the same are a round that repeats, to every MGMC."""
+    return sorted((bytes.fromhex(s), wh(q)) for s, q in bid.requests if wh(q) > 0)
+
+
+def settled_fills(
+    spare: dict[str, float] | None,
+    expected: ExpectedFill,
+    seen: tuple[dict[str, float], dict[str, float]] | None,
+) -> dict[str, float] | None:
+    """The fills a buyer's estimate will settle on (`moves.served`, last round's offered and asked: what
+    `ExpectedFill` counts on once prices have stood still for two rounds), where a buyer's bid must also stand
+    on them before `bargain` stops: with owner rules (`spare` not None) while prices have stood still for
+    fewer than two rounds. None where the estimate itself is all it must stand on.
+
+    M18 (28d79d6): a seller rationed in an early round keeps a smoothed fill below 1 (0.98) though it has
+    left energy unsold since, and `make_bid` asks only a seller whose fill is 1 for a short buyer's rest; the
+    market that stopped there left premium buyers short beside unsold clean energy (the 20-MG owner-rules
+    day's interval 72: mg016 short by 2.52 kWh, taker gain 0.068, not stable). The edge stopped there too,
+    a round later, with the same trades (tests/edge/test_e13_settled_fill.py)."""
+    if spare is None or expected.quiet >= 2 or seen is None:
+        return None
+    return served(*seen)
 
 
 async def _move_demands(agent: MarketAgent, t: int, r: int, demands: list[dict[str, Any]]) -> bool:
