@@ -15,7 +15,8 @@ is moving and they are radial, recorded on the DSO chain once the node runs (`sw
 interval the loop reads every relay again (`switching_watch.RelayWatch`). With an MGMC chain the node is a
 non-voting follower of it, through which the loop reopens intervals for re-bargaining and whose authorities'
 mempools its `gov.revoke` reaches by gossip (`DsoNode.mgmc_recorder`), and with a `disputes` section it settles
-disputed trades there from final blocks (`dispute_settler`, `dispute_node`).
+disputed trades there from final blocks (`dispute_settler`, `dispute_node`), refusing (`ConfigError`) an MGMC
+chain whose settle wait leaves the MGMCs no time to post their readings (`dispute_time.check_settle_wait`).
 `live` (the topology and the MGs' latest injections) and `lock` are the console's when embedded; a standalone
 node makes its own (`LiveTopology`, an `RLock`).
 """
@@ -90,6 +91,7 @@ class DsoNode:
         console when embedded; defaults make a standalone node."""
         from dataclasses import replace
 
+        from peergrid_dso.dispute_time import check_settle_wait
         from peergrid_dso.drivers.relay_memory import InMemoryRelays
         from peergrid_dso.interval_node import DsoLoop
         from peergrid_dso.loop_feeder import build_feeder, relay_driver
@@ -149,6 +151,9 @@ class DsoNode:
                 mgmc_adapter = ChainAdapter(node, other, loop, followed)
                 mgmc_recorder = ChainRecorder(NetworkedChain(mgmc_adapter, follower.store), dso_key)
                 if settings.disputes is not None:  # it settles disputed trades from final blocks
+                    # one line and no start where the MGMCs could not post their readings in time (D12; `serve`
+                    # refuses it before, in `live.preflight`)
+                    check_settle_wait(settings.disputes, int(follower.app.genesis.params.settle_wait_ms))
                     disputes = dispute_settler(settings, mgmc_adapter, dso_key)
                     follower.on_commit.append(disputes.on_commit)
 
@@ -222,7 +227,8 @@ def dispute_settler(settings: Any, mgmc: Any, dso_key: keys.Keypair) -> Any:
     """The node's `DisputeSettler` on its MGMC-chain adapter: the market clock from the `disputes` section
     (`meter_clock.dispute_clock`),
     each MG's anonym mapped to its node key from `mgs` (the DSO enrolled both), and the MGs whose PCC meter signs
-    its readings (`mgs.<mg>.meter_key`): those are read from meter-signed readings only."""
+    its readings (`mgs.<mg>.meter_key`): those are read from meter-signed readings only. The sealed readings an
+    earlier run took are read back (`dispute_readings_file`: a damaged file is a `ConfigError`)."""
     from peergrid_dso.dispute_node import DisputeSettler
     from peergrid_dso.meter_clock import dispute_clock, signing_meters
 

@@ -53,7 +53,8 @@ T = TypeVar("T")
 
 def preflight(settings: Any, *, broker: bool = True) -> list[str]:
     """Fail fast, before the web server starts, on what the loop section names but cannot be read: the DSO
-    key, the chains' geneses (with `exchange_fee`, an MGMC chain that takes none: `fee_poster.check_chain`), the
+    key, the chains' geneses (with `exchange_fee`, an MGMC chain that takes none: `fee_poster.check_chain`; with
+    `disputes`, one whose settle wait leaves no time to post readings: `dispute_time.check_settle_wait`), the
     tariff file (read and checked as the node will: `tariff.load_tariff_file`),
     the feeder and the relays file (built as the node builds them: `switching_relays.check_relays`; branches
     without a relay are one WARNING), and, with `broker`, a broker that refuses the node for good (its TLS
@@ -72,6 +73,10 @@ def preflight(settings: Any, *, broker: bool = True) -> list[str]:
     load_genesis(loop.dso_chain.genesis)
     if loop.mgmc_chain is not None:
         mgmc_genesis = load_genesis(loop.mgmc_chain.genesis)
+        if loop.disputes is not None:  # a settle wait the MGMCs cannot post their readings within (D12)
+            from peergrid_dso.dispute_time import check_settle_wait
+
+            check_settle_wait(loop.disputes, int(mgmc_genesis.params.settle_wait_ms))
         if loop.exchange_fee is not None:  # else the node's start refuses it, inside uvicorn's
             from peergrid_dso.fee_poster import check_chain
 
