@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, fields
 
 from peergrid_ledger.genesis import Params
+from peergrid_ledger.takeup import LONE_RULE, VOUCH_RULE
 
 DSO_ITERATIONS = 3  # adjustment iterations per interval, each re-bargained by the MGMCs (design step 6)
 
@@ -23,6 +24,23 @@ EDGE_ROUNDS_CAP = (
     50  # the edge's default rounds per bargaining where the interval holds them (BargainingConfig)
 )
 EDGE_ROUNDS_SHARE = 0.75  # the share of an interval an edge's rounds may take (edge config.ROUNDS_SHARE)
+
+
+# the DSO's margin for posting an interval's last sealed readings before a deadline rule (its
+# `dispute_time.POST_MARGIN_MS`; tests/sim/test_lab_readings_wait.py holds the two together)
+READINGS_POST_MARGIN_MS = 2_000
+
+
+def readings_wait_ms(interval_s: float) -> int:
+    """The least settle wait a lab at `interval_s` may have for the DSO node to start: its deadline rules
+    (`takeup.VOUCH_RULE`, `LONE_RULE` of the wait) must come more than the DSO's margin after the lab's last
+    sealed readings of an interval (its MGMCs commit once an interval and poll 3 times within a gap:
+    `closedloop.poll_period_s`); the DSO refuses anything less (`dispute_time.check_settle_wait`, D12). Above
+    3 intervals only for labs of 4 s or less (5 s: 10.75 s needed, 15 s given)."""
+    from peergrid_sim.closedloop import poll_period_s  # (closedloop imports this module)
+
+    sealed_ms = round(interval_s * 1000) + round(3 * poll_period_s(interval_s) * 1000)
+    return math.floor((sealed_ms + READINGS_POST_MARGIN_MS) / min(VOUCH_RULE, LONE_RULE)) + 1
 
 
 def bargaining_rounds(interval_s: float, block_period_ms: int) -> int:
@@ -91,7 +109,7 @@ class SettleByBoth:
         200), within the interval."""
         interval_ms = round(interval_s * 1000)
         return cls(
-            wait_ms=max(3_000, 3 * interval_ms),
+            wait_ms=max(3_000, 3 * interval_ms, readings_wait_ms(interval_s)),
             epoch_ms=math.floor(t0_s * 1000) - first_interval * interval_ms,
             interval_ms=interval_ms,
             quiet_ms=min(interval_ms, 5 * block_period_ms // 2),
