@@ -147,7 +147,8 @@ def clear(device: Any, kind: str | None = None) -> None:
         faults.down_until = 0.0
     if kind in (None, "ignore_setpoints"):
         faults.ignore_setpoints = False
-    if kind in (None, "stuck", "value", "ignore_setpoints") and device.kind != "relay":
+    # the forced points, with every kind whose clear takes them off (`CLEARED_WITH`, which the fault log reads)
+    if (kind is None or kind in CLEARED_WITH) and device.kind != "relay":
         device.image.clear_forced()
         device.forced.clear()
         device.refresh()
