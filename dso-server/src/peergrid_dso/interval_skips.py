@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from peergrid_dso import interval_missed
-from peergrid_ledger import query
 
 log = logging.getLogger("peergrid_dso.interval_node")  # (the loop's logger: its lines read as before)
 
@@ -23,7 +22,6 @@ class SkipsMissed:
     clock: Any
     ends_at: Any
     settings: Any
-    replica: Any
     live: Any
     active_mgs: Callable[[], set[str]]
     injections: Callable[[int], dict[str, tuple[int, int]]]
@@ -75,6 +73,4 @@ class SkipsMissed:
         """Whether the MGMCs have gone on past interval t: one of them sent its injection for t + 1 on the DSO
         chain (each sends one every interval, and starts t + 1 only once t's final verdict is out or waited
         for). An interval over on the clock that they have not gone past is acted on, not missed (R45)."""
-        state = self.replica.app.state
-        nodes = (bytes.fromhex(entry.node) for entry in self.settings.mgs.values())
-        return any(query.equivalent_injection(state, node, t + 1) is not None for node in nodes)
+        return bool(self.injections(t + 1))  # (the loop's read of the DSO chain, as `left_behind`'s `sent`)
