@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.data_files import write_replacing
+from peergrid_dso.data_files import sync_folder, write_replacing
 from peergrid_dso.sealed_pass import SealedSet, take_in
 from peergrid_dso.sealed_readings import verified_leaves
 from peergrid_ledger import query
@@ -111,7 +111,7 @@ class KeptReadings:
         finally:
             os.close(fd)
         if made:
-            _sync_folder(self.path.parent)
+            sync_folder(self.path.parent)  # the new file's name durable too
         self.lines[key] = (self.size, len(line))
         self.size += len(line)
 
@@ -173,15 +173,6 @@ class KeptReadings:
             f"{self.path}: {why}: the sealed readings the DSO took for its disputes; move it away to start "
             "without them (the MGMCs post them again when the DSO says they are missing)"
         )
-
-
-def _sync_folder(folder: Path) -> None:
-    """A new file's name is durable once its folder is synced."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def taken_back(
