@@ -63,7 +63,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from peergrid_dso.console.market_days import day_fields, day_of, days, not_listed, of_day
+from peergrid_dso.console.market_days import check_listed, day_fields, day_of, days, of_day
 from peergrid_dso.console.mgmc_records import Records, read_records, unreadable_cost
 
 __all__ = ["LiveMarket", "records_overdue", "unreadable_cost"]  # unreadable_cost: where it was read before
@@ -154,8 +154,7 @@ class LiveMarket:
             every = sorted(set(self._positions) | set(self._forward) | missed)
             listed = days(every, self.interval_hours, missed)
             shown = self._following(every) if day is None else day
-            if day is not None and all(d["day"] != day for d in listed):
-                raise LookupError(not_listed(day, listed))
+            check_listed(day, listed)
             intervals = of_day(every, shown, self.interval_hours)
             trades, reopened, overdue = self.call(
                 lambda: (self._trades(intervals), self._reopened_at(intervals), self._now_overdue(intervals))

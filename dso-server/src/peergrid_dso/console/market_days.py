@@ -8,6 +8,7 @@ its day's start (its end may be 24.0). `days` summarises the listed intervals by
 many the DSO node missed): what the console lists to pick a day from, so no page lists or fetches a long-running
 chain's intervals at once (a month of 15-minute intervals is ~3,000; U7-10: the view ran on past 24 hours, no day).
 Never raises on an interval number; `interval_hours` must be positive (the loop's settings hold it so).
+`check_listed` is the one refusal of a day none of whose intervals is listed (LookupError, `not_listed`'s words).
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def of_day(intervals: list[int], day: int | None, interval_hours: float) -> list
     start = bisect.bisect_left(intervals, day, key=lambda t: day_of(t, interval_hours))
     end = bisect.bisect_left(intervals, day + 1, key=lambda t: day_of(t, interval_hours))
     return intervals[start:end]
+
+
+def check_listed(day: int | None, listed: list[dict[str, Any]]) -> None:
+    """LookupError (`not_listed`) where market day `day` is asked for and none of its intervals is `listed`
+    (`days`' summary); None asks for no day in particular."""
+    if day is not None and all(d["day"] != day for d in listed):
+        raise LookupError(not_listed(day, listed))
 
 
 def not_listed(day: int, listed: list[dict[str, Any]]) -> str:

@@ -38,7 +38,7 @@ from peergrid_dso.auth.store import ConsoleDb, console_db_path
 from peergrid_dso.auth.users import UserStore
 from peergrid_dso.console.chains import ChainExplorer
 from peergrid_dso.console.grid import GridView, lab_injections
-from peergrid_dso.console.market_days import day_fields, not_listed
+from peergrid_dso.console.market_days import check_listed, day_fields
 from peergrid_dso.console.node_records import NodeRecords
 from peergrid_dso.console.operations import Operations
 from peergrid_dso.console.relay_watch import standing, watch_of, watch_view
@@ -164,9 +164,8 @@ class ConsoleState:
             except Exception as exc:  # shown to the operator; the server keeps running
                 log.exception("live market view failed")
                 return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
-        listed = self.market.get("days")
-        if day is not None and listed is not None and all(d["day"] != day for d in listed):
-            raise LookupError(not_listed(day, listed))  # the lab's (one still computing has no days)
+        if (listed := self.market.get("days")) is not None:  # the lab's (one still computing has no days)
+            check_listed(day, listed)
         return self.market
 
     def on_interval(self, record: dict[str, Any]) -> None:
