@@ -33,6 +33,7 @@ from peergrid_ledger.contracts.market_clock import CLOCK_KEY
 from peergrid_ledger.settings import ConfigError, load_settings
 
 from .test_d7_resume import Lab
+from .test_d7_resume import run as d7_run
 
 CLOCK = MarketClock(t0=0.0, interval_s=10.0)  # interval t ends at 10 t + 10 s, as D8's tests
 LOOP = {
@@ -85,17 +86,7 @@ def clocked(loop: DsoLoop, now: list[float], verdicts: list[dict[str, Any]]) -> 
 
 def run(loop: DsoLoop, stop_after: int | None = None) -> list[int]:
     """D7's `run`, bounded at 20 s: before D11 the loop waited 3600 s for the first injection of a left interval."""
-    worked: list[int] = []
-    stop = asyncio.Event()
-
-    def recorded(doc: dict[str, Any]) -> None:
-        worked.append(doc["interval"])
-        if doc["interval"] == stop_after:
-            stop.set()
-
-    loop.listeners.append(recorded)
-    asyncio.run(asyncio.wait_for(loop.run(stop), 20))
-    return worked
+    return d7_run(loop, stop_after, within_s=20)
 
 
 def records(lab: Lab) -> dict[int, dict[str, Any]]:

@@ -119,8 +119,9 @@ class Lab:
         return [json.loads(line)["interval"] for line in self.records.read_text().splitlines()]
 
 
-def run(loop: DsoLoop, stop_after: int | None = None) -> list[int]:
-    """Run the loop until it has recorded `stop_after` (then stop, as SIGTERM does) or its last interval."""
+def run(loop: DsoLoop, stop_after: int | None = None, within_s: float = 60) -> list[int]:
+    """Run the loop until it has recorded `stop_after` (then stop, as SIGTERM does) or its last interval, failing
+    after `within_s`."""
     worked: list[int] = []
     stop = asyncio.Event()
 
@@ -130,7 +131,7 @@ def run(loop: DsoLoop, stop_after: int | None = None) -> list[int]:
             stop.set()
 
     loop.listeners.append(recorded)
-    asyncio.run(asyncio.wait_for(loop.run(stop), 60))
+    asyncio.run(asyncio.wait_for(loop.run(stop), within_s))
     return worked
 
 
