@@ -4,24 +4,78 @@ Promises: `indicative_prices(scenario)` returns one price per interval, found by
 answers a price vector with the net P2P energy it would trade in every interval (its own day schedule, genset
 on/off relaxed — an LP), the prices fall where the answers sum to a surplus and rise where they sum to a
 deficit, with steps shrinking as 1/sqrt(k), and the later half of the iterates is averaged (a plain
-best-response LP jumps from one extreme to the other; the average settles). Only quantities at posted prices
-are revealed — the same as bids and offers — never DER data. The result is a forecast: intra-day bargaining
-still decides every trade. Deterministic. Never reads clocks or I/O.
+best-response LP jumps from one extreme to the other; the average settles). The discovery runs twice: within
+the DSO's prices, and held one tick inside them (`discovery_band`); where the held run's average sits on its
+band's edge the forecast is that edge moved half a tick out, the upper one a tenth of a tick less
+(`settled_edge`), elsewhere the first run's average. Only quantities at posted prices are revealed — the same
+as bids and offers — never DER data. The result is a forecast: intra-day bargaining still decides every
+trade. Deterministic. Never reads clocks or I/O.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+from peergrid_controller.market import PRICE_TICK
 from peergrid_controller.model import Scenario
 from peergrid_controller.schedule import MgSchedule
 
+HALF_TICK = PRICE_TICK / 2
+# how far under retail the settled upper edge puts a plan's value of a later purchase: more than the LP's
+# tolerance, far less than the half tick that would take a later sale's value off the tick it posts at
+PEER_LEAN = PRICE_TICK / 10
 
-def indicative_prices(scenario: Scenario, iterations: int = 24) -> tuple[float, ...]:
+
+def discovery_band(feed_in: float, retail: float) -> tuple[float, float]:
+    """The prices the held tâtonnement may post in an interval whose DSO buys at `feed_in` and sells at
+    `retail`: one tick inside each. A plan trades with peers a half tick either side of the posted price
+    (`MgSchedule`'s spread), so at retail every buyer's plan takes the DSO and at feed-in every seller's: such
+    a price moves no trade to peers. Left free, the iterates swung between retail (sellers only: a surplus)
+    and a step below it (every buyer at a peer: a deficit), and their average settled below the clearing
+    price: on the rule-free 20-MG day 0.135 all night against retail 0.14, where the central runs a genset at
+    0.137/kWh that the plans then left off (M12, M16). A band narrower than two ticks is its midpoint."""
+    middle = (feed_in + retail) / 2
+    return min(feed_in + PRICE_TICK, middle), max(retail - PRICE_TICK, middle)
+
+
+def settled_edge(held: float, band: tuple[float, float]) -> float | None:
+    """The forecast where the held discovery's average `held` sits on an edge of its `band`: the edge moved
+    half a tick out, so that a plan's values of a later trade (the forecast less a half tick for a sale, plus
+    a half tick for a purchase, `MgSchedule`) fall on the market's ticks rather than between two of them.
+    On the edge itself both fell exactly between ticks: at the lower edge a storage MG valued its stored
+    energy at feed-in + a half tick and asked the tick above the PV sellers at feed-in, buyers took the two
+    ticks as one level, and a buyer could gain by moving its purchase (M16: 6 MGs seed 2, guard off,
+    intervals 44-47, 0.008). Which way: at the lower edge the feeder has a surplus and the market's side is
+    the sellers', whose later sale is then worth feed-in, what the market pays the PV sellers beside them
+    (no seller counts on more than the grid pays it), a buyer's later purchase a tick above; at the upper edge
+    the feeder is short and a seller's later sale is worth a tick below retail (on the 20-MG day's night
+    0.139, above the genset's 0.137 that the plans then run), and a buyer's later purchase `PEER_LEAN` below
+    retail: at retail itself a storage MG that could sell now at retail and buy back from a peer later was
+    indifferent between that and keeping its energy, and the plan's LP picked either (M19: ieee33's midday,
+    retail 0.22, it kept it: strict 0.939106 -> 0.938082). The later sale, then worth retail less a tick less
+    `PEER_LEAN`, still posts at the tick below retail (`price_tick` rounds to the nearest).
+    None off the edges, and where the band is one price (narrower than two ticks: no edge to settle)."""
+    low, high = band
+    if high - low < PRICE_TICK / 10:
+        return None
+    if held <= low + 1e-9:
+        return round(low - HALF_TICK, 6)
+    if held >= high - 1e-9:
+        return round(high + HALF_TICK - PEER_LEAN, 6)
+    return None
+
+
+def _discover(
+    scenario: Scenario,
+    iterations: int,
+    span: Sequence[tuple[float, float]],
+    held: Sequence[tuple[float, float]],
+) -> list[float]:
+    """The averaged iterates, stepped by each interval's DSO `span` (feed-in, retail) and held within
+    `held`."""
     n, dt = scenario.intervals, scenario.interval_hours
-    lo = [min(mg.tariff.feed_in[t] for mg in scenario.microgrids) for t in range(n)]
-    hi = [max(mg.tariff.retail[t] for mg in scenario.microgrids) for t in range(n)]
-    prices = [(a + b) / 2 for a, b in zip(lo, hi, strict=True)]
+    prices = [(a + b) / 2 for a, b in span]
     total = [0.0] * n
     counted = 0
     for k in range(iterations):
@@ -38,7 +92,25 @@ def indicative_prices(scenario: Scenario, iterations: int = 24) -> tuple[float, 
             counted += 1
         step = 0.5 / math.sqrt(k + 1)
         prices = [
-            min(max(p - step * (b - a) * z / (v + 1e-9), a), b) if v > 1e-9 else p
-            for p, z, v, a, b in zip(prices, excess, volume, lo, hi, strict=True)
+            min(max(p - step * (b - a) * z / (v + 1e-9), low), high) if v > 1e-9 else p
+            for p, z, v, (a, b), (low, high) in zip(prices, excess, volume, span, held, strict=True)
         ]
-    return tuple(round(s / counted, 6) for s in total)
+    return [round(s / counted, 6) for s in total]
+
+
+def indicative_prices(scenario: Scenario, iterations: int = 24) -> tuple[float, ...]:
+    n = scenario.intervals
+    span = [
+        (
+            min(mg.tariff.feed_in[t] for mg in scenario.microgrids),
+            max(mg.tariff.retail[t] for mg in scenario.microgrids),
+        )
+        for t in range(n)
+    ]
+    free = _discover(scenario, iterations, span, span)
+    # the held run moves interior prices too (the storage plans answer the edges), by a few ticks on the
+    # 20-MG day's mornings, and those lost up to 2.4 points of the central gain (M16): only its edges are kept
+    bands = [discovery_band(a, b) for a, b in span]
+    held = _discover(scenario, iterations, span, bands)
+    settled = [settled_edge(h, band) for h, band in zip(held, bands, strict=True)]
+    return tuple(f if s is None else s for f, s in zip(free, settled, strict=True))
