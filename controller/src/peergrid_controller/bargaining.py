@@ -51,7 +51,7 @@ from peergrid_controller.moves import (
     price_band,
     same_requests,
     seller_ceiling,
-    served,
+    settled_fills,
     split_roles,
 )
 
@@ -263,7 +263,8 @@ def bargain(
             for o in offers
         ]
         # buyers' expected fill per seller, smoothed across rounds (the edge agents keep the same estimate)
-        fill = expected.observe({o.seller: o.quantity_kwh for o in offers}, asked, all(content))
+        offered = {o.seller: o.quantity_kwh for o in offers}
+        fill = expected.observe(offered, asked, all(content))
         # energy a seller left unsold this round (public): only there is a short buyer's extra request served
         # next round; a seller asked exactly what it offers has nothing more to give (measured: extra requests
         # sent to such sellers made the crowd leave and return every other round, a two-round cycle)
@@ -280,11 +281,8 @@ def bargain(
         # M17's forecast, converged a round after prices stood still, the smoothed fill of clean sellers
         # rationed in rounds 1 and 6 still 0.98 though they had left 6 kWh unsold since round 7, the
         # buyers short)
-        settled = (
-            [fill]
-            if spare is None or expected.quiet >= 2
-            else [fill, served({o.seller: o.quantity_kwh for o in offers}, asked)]
-        )
+        to_settle = settled_fills(spare, expected, (offered, asked))
+        settled = [fill] if to_settle is None else [fill, to_settle]
         if all(content) and all(
             same_requests(
                 make_bid(b, offers, interval, band, f, spare, fills_capped, asked_last[b.name]), bid, cfg

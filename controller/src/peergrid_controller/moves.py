@@ -41,6 +41,7 @@ __all__ = [
     "same_requests",
     "seller_ceiling",
     "served",
+    "settled_fills",
     "split_roles",
 ]
 
@@ -337,6 +338,26 @@ def served(offered: Mapping[str, float], asked: Mapping[str, float]) -> dict[str
     """The share of its requests each seller served in one round (kWh offered and asked per seller): what
     `ExpectedFill` settles on once prices stand still."""
     return {s: min(1.0, q / asked[s]) if asked.get(s, 0.0) > 0 else 1.0 for s, q in offered.items()}
+
+
+def settled_fills(
+    spare: Mapping[str, float] | None,
+    expected: ExpectedFill,
+    seen: tuple[Mapping[str, float], Mapping[str, float]] | None,
+) -> dict[str, float] | None:
+    """The fills a buyer's estimate will settle on (`served`, last round's offered and asked: what
+    `ExpectedFill` counts on once prices have stood still for two rounds), where a buyer's bid must also stand
+    on them before the bargaining stops: with owner rules (`spare` not None) while prices have stood still for
+    fewer than two rounds. None where the estimate itself is all it must stand on.
+
+    M18 (28d79d6): a seller rationed in an early round keeps a smoothed fill below 1 (0.98) though it has
+    left energy unsold since, and `make_bid` asks only a seller whose fill is 1 for a short buyer's rest; the
+    market that stopped there left premium buyers short beside unsold clean energy (the 20-MG owner-rules
+    day's interval 72: mg016 short by 2.52 kWh, taker gain 0.068, not stable). `bargain` and the edge's
+    chain bargaining (tests/edge/test_e13_settled_fill.py) both stop on it."""
+    if spare is None or expected.quiet >= 2 or seen is None:
+        return None
+    return served(*seen)
 
 
 def adjust(

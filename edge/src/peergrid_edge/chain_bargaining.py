@@ -60,7 +60,7 @@ from peergrid_controller.moves import (  # the controller's public per-MGMC move
     prices_kept,
     same_requests,
     seller_ceiling,
-    served,
+    settled_fills,
 )
 from peergrid_edge import debts
 
@@ -358,26 +358,6 @@ def _wanted(bid: Bid) -> list[tuple[bytes, int]]:
     """A bid's demands as its move puts them on the chain: (seller key, Wh) above 0 Wh, by seller key; two
     bids with the same are a round that repeats, to every MGMC."""
     return sorted((bytes.fromhex(s), wh(q)) for s, q in bid.requests if wh(q) > 0)
-
-
-def settled_fills(
-    spare: dict[str, float] | None,
-    expected: ExpectedFill,
-    seen: tuple[dict[str, float], dict[str, float]] | None,
-) -> dict[str, float] | None:
-    """The fills a buyer's estimate will settle on (`moves.served`, last round's offered and asked: what
-    `ExpectedFill` counts on once prices have stood still for two rounds), where a buyer's bid must also stand
-    on them before `bargain` stops: with owner rules (`spare` not None) while prices have stood still for
-    fewer than two rounds. None where the estimate itself is all it must stand on.
-
-    M18 (28d79d6): a seller rationed in an early round keeps a smoothed fill below 1 (0.98) though it has
-    left energy unsold since, and `make_bid` asks only a seller whose fill is 1 for a short buyer's rest; the
-    market that stopped there left premium buyers short beside unsold clean energy (the 20-MG owner-rules
-    day's interval 72: mg016 short by 2.52 kWh, taker gain 0.068, not stable). The edge stopped there too,
-    a round later, with the same trades (tests/edge/test_e13_settled_fill.py)."""
-    if spare is None or expected.quiet >= 2 or seen is None:
-        return None
-    return served(*seen)
 
 
 async def _move_demands(agent: MarketAgent, t: int, r: int, demands: list[dict[str, Any]]) -> bool:
