@@ -11,6 +11,8 @@ the store when asked, keeping the most recently read or written ones up to `cach
 (`VALUE_CACHE_BYTES`). It assumes the store already holds a block's writes when the tree commits them (the
 store's one batch first, then `commit`, as every replica does), and that nothing else writes the store's state.
 A value the tree has but the store lost is the store's corruption, raised by the store's reader, never `None`.
+Like the rest of a replica, a tree is read and committed on its replica's one thread (another thread asks
+there, as the DSO's `EmbeddedLoop.call` does); nothing in it is guarded against a reader on another thread.
 The root is computed the same way in both; only where the values are kept differs (docs/ledger-memory.md).
 
 State root (see docs/ledger-format.md): each entry's leaf digest is `digest("state-leaf", chain,
@@ -22,9 +24,8 @@ is SHA-256 over its leaf digests in increasing key order (SHA-256("") when empty
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from .codec import decode, encode, head
@@ -78,9 +79,6 @@ class StateTree:
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()  # over a store: recent values, oldest first
         self._cache_bytes = 0
         self.cache_bytes = 0
-        # a replica's loop writes the cache, but a worker thread may read the state too: the cache's changes
-        # hold this lock so its byte count stays true (an uncontended lock; reads that hit take none)
-        self._cache_lock = threading.Lock()
         # over a store: every key, so that a read of an absent key (most misses) costs no bucket hash nor store
         # read; ~30-50 B a key, a seventh of what the values cost (docs/ledger-memory.md)
         self._keys: set[bytes] = set()
@@ -91,20 +89,16 @@ class StateTree:
 
     @classmethod
     def over_store(
-        cls,
-        chain_id: str,
-        stored: CommittedValues,
-        items: Iterable[tuple[bytes, bytes]] | None = None,
-        cache_bytes: int = VALUE_CACHE_BYTES,
+        cls, chain_id: str, stored: CommittedValues, cache_bytes: int = VALUE_CACHE_BYTES
     ) -> StateTree:
-        """The tree of `stored`'s state (`items`, default all of `stored.state_items()`), holding keys and leaf
-        digests only; values are read back from `stored` through a cache of at most `cache_bytes`."""
+        """The tree of `stored`'s state, holding keys and leaf digests only; values are read back from `stored`
+        through a cache of at most `cache_bytes`."""
         if cache_bytes < 0:
             raise ValueError(f"cache_bytes must be 0 or more, not {cache_bytes}")
         tree = cls(chain_id)
         tree._stored, tree.cache_bytes, tree.read = stored, cache_bytes, tree._read_stored
         buckets, keys = tree._buckets, tree._keys
-        for key, value in stored.state_items() if items is None else items:
+        for key, value in stored.state_items():
             buckets[bucket_of(key)][key] = tree._leaf(key, value)
             keys.add(key)
         tree._bucket_digests = [tree._bucket_digest(bucket) for bucket in buckets]
@@ -118,12 +112,7 @@ class StateTree:
         cache = self._cache
         value = cache.get(key)
         if value is not None:
-            try:
-                cache.move_to_end(key)
-            except (
-                KeyError
-            ):  # another thread's write pushed it out meanwhile: the value read is still this one
-                pass
+            cache.move_to_end(key)
             return value
         if key not in self._keys:
             return None
@@ -135,17 +124,16 @@ class StateTree:
     def _remember(self, key: bytes, value: bytes | None) -> None:
         """Cache `value` as the newest (None: forget `key`), dropping the oldest beyond `cache_bytes`."""
         cache = self._cache
-        with self._cache_lock:
-            old = cache.pop(key, None)
-            if old is not None:
-                self._cache_bytes -= len(old)
-            if value is None or len(value) > self.cache_bytes:
-                return
-            cache[key] = value
-            self._cache_bytes += len(value)
-            while self._cache_bytes > self.cache_bytes:
-                _, dropped = cache.popitem(last=False)
-                self._cache_bytes -= len(dropped)
+        old = cache.pop(key, None)
+        if old is not None:
+            self._cache_bytes -= len(old)
+        if value is None or len(value) > self.cache_bytes:
+            return
+        cache[key] = value
+        self._cache_bytes += len(value)
+        while self._cache_bytes > self.cache_bytes:
+            _, dropped = cache.popitem(last=False)
+            self._cache_bytes -= len(dropped)
 
     def held_values(self) -> tuple[int, int]:
         """How many values this tree holds in memory, and their bytes: all of them, or over a store the cache's."""
