@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 from peergrid_controller.market import PRICE_TICK
 from peergrid_controller.model import Scenario
-from peergrid_controller.schedule import MgSchedule
+from peergrid_controller.schedule import PEER_SPREAD, MgSchedule
 
-HALF_TICK = PRICE_TICK / 2
+HALF_TICK = PEER_SPREAD  # the plans' spread either side of the forecast (`MgSchedule`), a half tick
 # how far under retail the settled upper edge puts a plan's value of a later purchase: more than the LP's
 # tolerance, far less than the half tick that would take a later sale's value off the tick it posts at
 PEER_LEAN = PRICE_TICK / 10

@@ -21,9 +21,14 @@ import numpy as np
 from peergrid_controller import lp as lpmod
 from peergrid_controller.builder import MgColumns, MgState, add_microgrid, p2p_buy_limit, p2p_sell_limit
 from peergrid_controller.curve import ResponseCurve
+from peergrid_controller.market import PRICE_TICK
 from peergrid_controller.model import Microgrid, validate_microgrid
 
-__all__ = ["MgSchedule", "MgState", "Plan", "ScheduleError", "check_feasible"]
+__all__ = ["PEER_SPREAD", "MgSchedule", "MgState", "Plan", "ScheduleError", "check_feasible"]
+
+PEER_SPREAD = PRICE_TICK / 2
+"""A plan values a later sale to a peer at the forecast price less this and a later purchase at it plus this
+(a half tick), so that buying and reselling is never free; `forecast.settled_edge` puts those values on ticks."""
 
 
 class ScheduleError(RuntimeError):
@@ -113,8 +118,8 @@ class MgSchedule:
             fixed = p2p_fixed[k] if p2p_fixed is not None and k < len(p2p_fixed) else 0.0
             if p2p_prices is not None and (k > 0 or day_ahead) and p2p_fixed is None:
                 sell, buy = self.cols.p2p_sell[k], self.cols.p2p_buy[k]
-                self.lp.cost[sell] = -(p2p_prices[k] - 0.0005) * interval_hours
-                self.lp.cost[buy] = (p2p_prices[k] + 0.0005) * interval_hours
+                self.lp.cost[sell] = -(p2p_prices[k] - PEER_SPREAD) * interval_hours
+                self.lp.cost[buy] = (p2p_prices[k] + PEER_SPREAD) * interval_hours
             else:
                 self._fix_p2p(k, fixed)
         self._highs: highspy.Highs | None = None
