@@ -42,17 +42,15 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peergrid_controller.model import Scenario
 from peergrid_edge import agent_settlement, day_stages, guard, interval_plan, own_nonce
 from peergrid_edge.config import MarketSettings, slot_at, slot_start
 from peergrid_edge.resume import (
+    has_records,
     initial_state,
     record_day,
-    record_lines,
-    record_object,
     resume_interval,
     resumed_counterfactual,
 )
@@ -192,11 +190,6 @@ class Calendar:
             return None
         before = self.settings_of(k - 1)
         return range(before.first_interval, self.first_of(k)), record_day(before.t0, before.first_interval)
-
-
-def has_records(record_file: Path) -> bool:
-    """Whether the record file holds a record (one well-formed line): a start without one is the MG's first."""
-    return any(record_object(line)[0] is not None for line in record_lines(record_file) if line.strip())
 
 
 def joins_where(calendar: Calendar, t: int, look_from: int, first_start: bool) -> str:

@@ -39,7 +39,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -112,8 +112,21 @@ def ending_of(doc: dict[str, Any]) -> tuple[str, str, bool, str] | None:
 
 def recorded_endings(record_file: Path | None) -> set[tuple[str, str, bool, str]]:
     """The settlement endings (`ending_of`) the record file holds; a line it cannot read holds none."""
-    found = (record_object(line)[0] for line in record_lines(record_file) if line.strip())
-    return {ending for doc in found if doc is not None and (ending := ending_of(doc)) is not None}
+    return {ending for doc in records_in(record_file) if (ending := ending_of(doc)) is not None}
+
+
+def has_records(record_file: Path | None) -> bool:
+    """Whether the record file holds a record (one well-formed line): a start without one is the MG's first
+    (`agent_day.Calendar.resume_from`'s `first_start`)."""
+    return next(records_in(record_file), None) is not None
+
+
+def records_in(record_file: Path | None) -> Iterator[dict[str, Any]]:
+    """The record file's records, in order: each line that reads as a JSON object (`record_object`); one it
+    cannot read is none, and said by the readers that need it."""
+    for line in record_lines(record_file):
+        if line.strip() and (doc := record_object(line)[0]) is not None:
+            yield doc
 
 
 PLAN_CONFIRMED = "plan_confirmed"
