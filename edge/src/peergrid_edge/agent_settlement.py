@@ -243,6 +243,11 @@ def end_days_before(agent: MarketAgent, first: int | None = None) -> None:
     metering = getattr(agent, "metering", None)  # (a test's stand-in agent may have none)
     if metering is not None:  # what only the ended days' statements read (P6)
         metering.forget(first, agent.settler.book.pending.values())
+    calendar, endings = getattr(agent, "calendar", None), getattr(agent, "endings", None)
+    if first is not None and calendar is not None and endings is not None:
+        agent.endings = recent_endings(
+            endings, {calendar.stamp_of(first), calendar.stamp_of(max(0, first - 1))}
+        )
     try:  # housekeeping: a file it cannot delete must not fail the day (a restart would meet it again)
         if agent.sealed is not None:  # (it keeps nothing on a chain that does not seal statements)
             agent.sealed.prune(agent.ledger.state("mgmc"))
@@ -260,3 +265,14 @@ async def work_settler(agent: MarketAgent, until: float, while_pending: bool = F
     except Exception:
         log.exception("the Settler failed; the agent waits without it until %.3f", until)
         await agent.d._sleep(max(0.0, until - time.time()))
+
+
+def recent_endings(
+    endings: set[tuple[str, str, bool, str]], stamps: set[str]
+) -> set[tuple[str, str, bool, str]]:
+    """The settlement endings (`resume.ending_of`) of the days stamped `stamps` (the new day's and the day
+    before's): what the agent keeps between days to write no ending twice. Why only those: within a run each
+    trade ends once; the set is for what a restart ends again, and a restart picks up the day it is in and the
+    day before's last trades (`agent_day`), reading the record file afresh. Kept whole, it grew by one per
+    trade for as long as the MGMC ran (RR2, after P6)."""
+    return {ending for ending in endings if ending[0] in stamps}
