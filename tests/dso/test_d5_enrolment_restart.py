@@ -330,7 +330,9 @@ def test_the_closed_loop_start_takes_the_chain_word_on_what_the_file_missed(tmp_
     assert queue.read()[mgmc.public].status == "authorised"
 
 
-def test_the_closed_loop_start_takes_the_chain_word_on_the_old_keys_of_a_re_enrolled_mg(tmp_path: Path) -> None:
+def test_the_closed_loop_start_takes_the_chain_word_on_the_old_keys_of_a_re_enrolled_mg(
+    tmp_path: Path,
+) -> None:
     """The config still naming the old keys is `serve`'s to refuse, before the web server starts (`check_at_start`;
     the console's start no longer judges the loop's keys again: test_d9_start_says_once)."""
     old, old_anonym, new, new_anonym = (Keypair.generate() for _ in range(4))
