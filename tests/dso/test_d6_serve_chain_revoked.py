@@ -111,17 +111,23 @@ def test_serve_stops_in_one_line_on_keys_the_dso_chain_revoked_though_the_file_s
 def test_the_stored_word_of_a_store_locked_another_chains_or_none_yet(tmp_path: Path) -> None:
     dso, old, old_anonym, other = (Keypair.generate() for _ in range(4))
     genesis = dso_chain_revoking(tmp_path, dso, old, old_anonym)
-    chain = SimpleNamespace(genesis=genesis, data_dir=tmp_path / "dso.db")
+    chain = SimpleNamespace(
+        dso_chain=SimpleNamespace(genesis=genesis, data_dir=tmp_path / "dso.db"), mgmc_chain=None
+    )
     pairs = [(old.public, old_anonym.public), (other.public, other.public)]
     assert stored_word(chain, pairs) == ({old.public}, set())  # its anonym revoked too: not enrolled
     with BlockStore.open(tmp_path / "dso.db"):  # held by another process (its LevelDB lock)
         assert stored_word(chain, pairs) is None
     (tmp_path / "other").mkdir()
     elsewhere = dso_chain_revoking(tmp_path / "other", dso, old, old_anonym, "dso-other")
-    other_chain = SimpleNamespace(genesis=elsewhere, data_dir=tmp_path / "dso.db")
+    other_chain = SimpleNamespace(
+        dso_chain=SimpleNamespace(genesis=elsewhere, data_dir=tmp_path / "dso.db"), mgmc_chain=None
+    )
     with pytest.raises(ConfigError, match=r"dso\.db: holds another chain's store \(genesis differs\)$"):
         stored_word(other_chain, pairs)  # the node's own words, before the web server starts
-    first = SimpleNamespace(genesis=genesis, data_dir=tmp_path / "none")  # a first start: nothing made
+    first = SimpleNamespace(
+        dso_chain=SimpleNamespace(genesis=genesis, data_dir=tmp_path / "none"), mgmc_chain=None
+    )
     assert stored_word(first, pairs) is None and not (tmp_path / "none").exists()
 
 

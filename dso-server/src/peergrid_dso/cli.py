@@ -124,9 +124,9 @@ def serve(args: argparse.Namespace) -> int:
         from peergrid_dso.services.enrolment_file import check_at_start
 
         # a damaged enrolment file, or the loop's keys for an MG that enrolled again with new ones: the same,
-        # with the DSO chain's word on revocations read from its store before the node opens it
+        # with the chains' word on revocations read from their stores before the node opens them
         loop = settings.loop
-        word = None if loop is None else partial(stored_word, loop.dso_chain)
+        word = None if loop is None else partial(stored_word, loop)
         warnings = check_at_start(settings.console.users_file, loop, word) + preflight(settings)
     except (ConsoleStateError, TokenStoreError) as err:
         exit_with_config_error(PROGRAM, ConfigError(str(err)))

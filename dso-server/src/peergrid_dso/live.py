@@ -17,7 +17,7 @@ only that loop mutates); `readiness()` reads there what is final of the node's s
 reaches the broker and its network thread runs (`live_reconnect.LedgerLink`, which starts that transport);
 `chain_word(queue)` reads there which of the enrolment queue's MGMC keys are revoked and which anonyms' enrolment
 landed (the console's start takes its word on the queue read back from its file: `EnrolmentService.follow_chain`;
-`stored_word` reads the same from the store on disk before the node opens it, for `serve`'s check of the loop's keys);
+`stored_word` reads the same from the stores on disk before the node opens them, for `serve`'s check of the loop's keys);
 an MGMC counts as revoked, there and in the loop's own MGs (`loop_enrolments`), only where its revocation is
 complete (`_word`): one that failed half-way stays authorised, told at WARNING once per start (the loop's MGs
 as the node starts, then the queue's others as the console starts; `stored_word`, before the node, tells none:
@@ -150,32 +150,57 @@ def _states(node: DsoNode) -> list[Any]:
     return [node.replica.app.state, *others]
 
 
-def stored_word(chain: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]] | None:
-    """`chain_word` read from the DSO chain's store on disk (`chain`: the loop's `dso_chain` section) before the
-    node opens it, for `peergrid-dso serve`'s check of the loop's keys (`enrolment_file.check_at_start`): its
-    committed state at its head, key by key. None where there is no store yet (a first start) or it cannot be
-    opened (locked by another process, not a ledger store: the node's start says so in its own words); a store
-    of another chain is `ConfigError` in the node's words (`node_cli.open_store`), here before the web server
-    starts. A revocation half-done on it is not told here: the node's start tells it, over both chains (a half
-    one on the DSO chain is half on the two). Opens the store and closes it; never creates one."""
+def stored_word(loop: Any, queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes]] | None:
+    """`chain_word` read from the chains' stores on disk (`loop`: the loop's section) before the node opens them,
+    for `peergrid-dso serve`'s check of the loop's keys (`enrolment_file.check_at_start`): each chain's committed
+    state at its head, key by key, the DSO chain's first, as the node's start reads them (`_word` over both). An
+    MGMC chain with no store yet is its genesis state, as the node's replica starts from it, so a revocation the
+    DSO chain holds and the MGMC chain not is half-done here too (authorised), not refused. None where the DSO
+    chain has no store yet (a first start) or a store cannot be opened (locked by another process, not a ledger
+    store: the node's start says so in its own words); a store of another chain is `ConfigError` in the node's
+    words (`node_cli.open_store`), here before the web server starts. A half-done revocation is not told here:
+    the node's start tells it. Opens the stores and closes them; never creates one."""
+    from peergrid_ledger.store import StoreError
+
+    stores: list[Any] = []
+    try:
+        dso = _open_stored(loop.dso_chain, stores)
+        if dso is None:
+            return None
+        states = [dso]
+        if loop.mgmc_chain is not None:
+            mgmc = _open_stored(loop.mgmc_chain, stores)
+            states.append(mgmc if mgmc is not None else _genesis_of(loop.mgmc_chain).initial_state())
+        revoked, enrolled, _ = _word(states, queue)
+        return revoked, enrolled
+    except StoreError:
+        return None
+    finally:
+        for store in stores:
+            store.close()
+
+
+def _genesis_of(chain: Any) -> Any:
     from peergrid_ledger.consensus.node_cli import load_genesis
-    from peergrid_ledger.store import BlockStore, StoreError, StoreState
+
+    return load_genesis(chain.genesis)
+
+
+def _open_stored(chain: Any, opened: list[Any]) -> Any:
+    """The committed state at the head of `chain`'s store (a loop `*_chain` section), the store appended to
+    `opened` for the caller to close; None where there is no store yet. `StoreError` where it cannot be opened;
+    `ConfigError` where it holds another chain."""
+    from peergrid_ledger.store import BlockStore, StoreState
 
     data_dir = Path(chain.data_dir)
     if not data_dir.is_dir() or not any(data_dir.iterdir()):
         return None
-    genesis = load_genesis(chain.genesis)
-    try:
-        store = BlockStore.open(data_dir)
-    except StoreError:
-        return None
-    try:
-        if store.genesis.hash != genesis.hash:
-            raise ConfigError(f"{data_dir}: holds another chain's store (genesis differs)")
-        revoked, enrolled, _ = _word([StoreState(store)], queue)
-        return revoked, enrolled
-    finally:
-        store.close()
+    genesis = _genesis_of(chain)
+    store = BlockStore.open(data_dir)
+    opened.append(store)
+    if store.genesis.hash != genesis.hash:
+        raise ConfigError(f"{data_dir}: holds another chain's store (genesis differs)")
+    return StoreState(store)
 
 
 def _word(states: list[Any], queue: list[tuple[bytes, bytes]]) -> tuple[set[bytes], set[bytes], list[bytes]]:

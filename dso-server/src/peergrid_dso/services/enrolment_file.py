@@ -161,9 +161,9 @@ ChainWord = Callable[[list[tuple[bytes, bytes]]], tuple[set[bytes], set[bytes]] 
 def check_at_start(users_file: Path | None, loop: Any, chain_word: ChainWord | None = None) -> list[str]:
     """What `peergrid-dso serve` and `check-config` read before the server starts: the enrolment file beside
     `users_file` (damaged: `ConfigError` naming it) and, with the closed loop's section `loop`, its MGs' keys
-    against the queue (`check_loop_keys`). With `chain_word` (`serve`: `live.stored_word`, the DSO chain's store
-    read before the node opens it), the queue as the loop's start will hold it (`as_the_loop_starts`), so a
-    revocation only the chain holds is refused here in the same line, not inside the web server's start;
+    against the queue (`check_loop_keys`). With `chain_word` (`serve`: `live.stored_word`, the chains' stores
+    read before the node opens them), the queue as the loop's start will hold it (`as_the_loop_starts`), so a
+    revocation only the chains hold is refused here in the same line, not inside the web server's start;
     without (`check-config`, which never opens the store a running server holds), as the file holds it. Returns
     the warnings. Reads; never writes or creates a file."""
     from peergrid_ledger.settings import ConfigError
