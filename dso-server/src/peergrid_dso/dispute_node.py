@@ -41,9 +41,10 @@ kept, not the leaves, so no resolve decodes or hashes them again), and only for 
 dispute may read (`ReadingsNotNeeded` otherwise: the window's, and up to `CLOCK_REACH_COMMITS` further each
 way for a signing meter's clock, `MeterClock.reachable`): what it keeps is bounded by the disputes it waits
 on, each of which ends by its deadline, and is dropped when they end. A set taken in is kept on disk before
-`offer_readings` returns (`dispute_readings_file.KeptReadings`, beside `record_file`; one it cannot write is
-`ReadingsNotKept`), read back at the next start, checked against the chain again, and forgotten there too when
-no pending dispute reads it (D12: a restart lost them, U7's 0 of 30,000 Wh).
+`offer_readings` returns (`dispute_readings_file.KeptReadings`, beside `record_file`; written by its writer
+thread, off the loop, for the API's `offer_readings_kept`, D13; one it cannot write is `ReadingsNotKept`), read
+back at the next start, checked against the chain again, and forgotten there too when no pending dispute reads
+it (D12: a restart lost them, U7's 0 of 30,000 Wh). At a start it looks at every trade on the replica once.
 State is read and `settle` sent on the node's event loop only; `snapshot` and `offer_readings_threadsafe` may
 be called from the web server's threads.
 """
@@ -121,6 +122,7 @@ class DisputeSettler:
         self.reveals: dict[bytes, int] = {}
         self.failed: set[bytes] = set()  # settles the chain refused for good: not taken up again this run
         self.unmapped: set[bytes] = set()  # trades with a party the DSO has no node key for: logged once
+        self._looked = False  # every trade on the replica looked at (`look_everywhere`): once a start
         self._wake = asyncio.Event()
 
     @property
@@ -176,6 +178,7 @@ class DisputeSettler:
 
     def look_everywhere(self) -> None:
         """Every trade on the replica becomes a candidate (at start: disputes made while the DSO was down)."""
+        self._looked = True
         items = getattr(self.state, "items", None)
         if items is None:
             return
@@ -187,9 +190,30 @@ class DisputeSettler:
     def offer_readings(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:
         """Keep an MGMC's reading leaves of one commitment interval when a pending dispute reads them, its
         `der_commitment` was sealed in time, and they are exactly the set it sealed (root and count);
-        `ReadingsNotNeeded` or `ReadingsRefused` otherwise. Returns how many."""
+        `ReadingsNotNeeded` or `ReadingsRefused` otherwise. Returns how many. Written where it is called; the
+        readings API's are written off the loop (`offer_readings_kept`)."""
+        if (record := self._admit(node, commitment, leaves)) is not None:
+            key = (node, commitment)
+            self._hold(key, self.kept.take_in(key, leaves, record, self.clock.most_meter_readings))
+        return len(leaves)
+
+    async def offer_readings_kept(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:
+        """`offer_readings` with the set written and fsynced on the kept file's writer thread (D13: on the loop, an
+        SD card's 50-500 ms fsync stalled the node and every other post): sets checked on the loop go to it in
+        that order, so their lines keep it, and each returns once its own line is fsynced."""
+        if (record := self._admit(node, commitment, leaves)) is not None:
+            key = (node, commitment)
+            found = await self.kept.take_in_off_loop(key, leaves, record, self.clock.most_meter_readings)
+            if any(key in self.reads.get(trade, ()) for trade in self.pending):
+                self._hold(key, found)
+            else:  # its disputes ended while it was written (`done` forgot it after the write): not held
+                self.kept.forget_soon([key])
+        return len(leaves)
+
+    def _admit(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> dict[str, Any] | None:
+        """The checks of `offer_readings`: the set's `der_commitment`, or None when the set is held already."""
         key = (node, commitment)
-        record = query.der_commitment(self.state, node, commitment)
+        record: dict[str, Any] | None = query.der_commitment(self.state, node, commitment)
         if record is None:
             raise ReadingsRefused(
                 f"no der_commitment of {node.hex()[:16]}… for interval {commitment} on the chain"
@@ -209,13 +233,15 @@ class DisputeSettler:
         except Unmetered as exc:
             raise ReadingsRefused(str(exc)) from None
         held = self.sealed.get(key)
-        if held is None or (held.root, held.count) != (record["root"], int(record["readings"])):
-            # the pass made once here, not on every resolve: its result kept, the leaves not (D5, P9's 72 ms), and
-            # the leaves on disk before the answer says taken (D12; ReadingsNotKept when they cannot be)
-            self.sealed[key] = self.kept.take_in(key, leaves, record, self.clock.most_meter_readings)
+        if held is not None and (held.root, held.count) == (record["root"], int(record["readings"])):
+            self._hold(key, held)  # a re-post after an outage: kept once
+            return None
+        return record  # for the one pass (D5: its result held, not the leaves), on disk before "taken" (D12)
+
+    def _hold(self, key: tuple[bytes, int], found: SealedSet) -> None:
+        self.sealed[key] = found
         self._retry_unresolved({key})
         self._wake.set()
-        return len(leaves)
 
     def _retry_unresolved(self, arrived: set[tuple[bytes, int]]) -> None:
         """Waiting disputes that read any of the `arrived` (node, commitment) readings are due again."""
@@ -241,17 +267,15 @@ class DisputeSettler:
                     self.pending[trade] = 0.0
 
     def offer_readings_threadsafe(self, node: bytes, commitment: int, leaves: Sequence[bytes]) -> int:
-        """`offer_readings` on the node's event loop, from another thread (the web server's)."""
-
-        async def on_loop() -> int:
-            return self.offer_readings(node, commitment, leaves)
-
-        return asyncio.run_coroutine_threadsafe(on_loop(), self.adapter.loop).result(10)
+        """`offer_readings_kept` on the node's event loop, from another thread (the web server's)."""
+        found = self.offer_readings_kept(node, commitment, leaves)
+        return asyncio.run_coroutine_threadsafe(found, self.adapter.loop).result(10)
 
     # --- what it does --------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, period_s: float = 5.0) -> None:
-        self.look_everywhere()
+        if not self._looked:  # (a readings post may have made the first pass already: `_read_back`)
+            self.look_everywhere()
         while not stop.is_set():
             await self.settle_due()
             try:
@@ -268,6 +292,7 @@ class DisputeSettler:
         for trade in sorted(self.pending):
             if self.pending[trade] <= self.now():
                 await self.settle_one(trade)
+        await self.kept.settled()  # the sets it forgot gone from the file too, without holding up the loop
 
     def _read_back(self) -> None:
         """The sets an earlier run kept (once, at the first pass): every trade on the replica looked at, each set
@@ -275,13 +300,14 @@ class DisputeSettler:
         if not self._unread:
             return
         unread, self._unread = self._unread, {}
-        self.look_everywhere()
+        if not self._looked:  # once a start (D13: `run` had just looked, and every trade was read twice)
+            self.look_everywhere()
         self._take_candidates()
         needed = {key for trade in self.pending for key in self.reads.get(trade, ())}
         most = self.clock.most_meter_readings if needed & unread.keys() else 0  # (no clock read for none)
         taken = taken_back(self.state, unread, needed, most, self.kept.path)
         self.sealed.update(taken)
-        self.kept.forget(key for key in unread if key not in taken)
+        self.kept.forget_soon([key for key in unread if key not in taken])
 
     def _take_candidates(self) -> None:
         """New candidates that are disputed join the pending ones, with the readings they read."""
@@ -372,7 +398,7 @@ class DisputeSettler:
         needed = {key for other in self.pending for key in self.reads.get(other, ())}
         for key in read - needed:
             self.sealed.pop(key, None)
-        self.kept.forget(read - needed)
+        self.kept.forget_soon(read - needed)  # (its writer thread: after the writes asked before)
 
     def _readings_of(self, trade: bytes) -> set[tuple[bytes, int]]:
         """The (node, commitment interval) readings that resolving `trade` may read (`disputes.read_nodes`): the

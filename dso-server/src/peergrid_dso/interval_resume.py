@@ -10,7 +10,16 @@ interval that needed no contract and no switching (most do not) leaves nothing o
 resumes after the last recorded interval of `[first, end)` (records are appended in order; lines of other
 intervals, torn lines and lines that are no record are passed over); with no `record_file` it cannot know, and
 starts at `first`, as before; a record file it cannot read is a `ConfigError` naming it (the node does not start:
-it would replay every interval or lose its records). `on_chain(state, nodes, t, locate)` is what the DSO chain holds of interval t before
+it would replay every interval or lose its records). It reads the file from its end, `BACK_BYTES` at a time,
+and stops at the first block holding a record of `[first, end)`: the answer is the latest of those in what it
+read (`last_recorded`). Why (D13): a pilot's file grows by some 35,000 records a year, and decoding it whole
+took 1.25 s a start here for a year's, more on an SD card, for ever more; now it reads 2 MiB. Its answer is the
+whole file's (the latest of `[first, end)` in it) on every file whose records of `[first, end)` come in order,
+as the node writes them (each run resumes after the last; missed and failed intervals recorded in turn), and on
+every file shorter than `BACK_BYTES`: it differs only where a record of `[first, end)` before the blocks it
+read is later than every one in them (a loop once run on a range wholly below records it had, then on one
+spanning both), which the whole-file reading resumed after; no reading of a tail can know that one.
+`on_chain(state, nodes, t, locate)` is what the DSO chain holds of interval t before
 the loop works on it: how many iterations of its security loop the MGs answered or were sent contracts for
 (one sent after the answers to the last answered one counts too: `locate` orders them on the chain), and
 its switching plan (`interval-<t>`, the planner's id, once per chain). The loop reads it for every interval; it
@@ -24,6 +33,7 @@ before the switching, so it is not run again either). Pure but for reading the r
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +43,10 @@ from peergrid_ledger import keyspace as ks
 from peergrid_ledger import query
 from peergrid_ledger.settings import ConfigError
 from peergrid_ledger.state import read_obj
+
+# the tail read at a start (D13): some 1,000-1,400 records of a 33-bus feeder (1.5-2 KB each), as the console's
+# read-back of missed intervals (`console.missed_records.READ_BACK_BYTES`); a year's file is some 60 MB
+BACK_BYTES = 2 * 1024 * 1024
 
 
 class Resume(NamedTuple):
@@ -65,25 +79,54 @@ def resume_at(record_file: Path | None, first: int, end: int | None) -> Resume:
         return Resume(first, f"the loop starts at interval {first} of {span} (no record_file: it cannot know "
                              "what an earlier run finished)")  # fmt: skip
     try:
-        with record_file.open("rb") as lines:
-            done = [t for t in recorded_intervals(lines) if first <= t and (end is None or t < end)]
+        last = last_recorded(record_file, first, end)
     except FileNotFoundError:
-        done = []
+        last = None
     except OSError as exc:
         raise ConfigError(
             f"loop.record_file: {record_file}: cannot read it ({exc.strerror or exc})"
         ) from None
-    if not done:
+    if last is None:
         return Resume(
             first, f"the loop starts at interval {first} of {span} (no interval of it in {record_file})"
         )
-    last = max(done)
     if end is not None and last + 1 >= end:
         return Resume(end, f"restarted: every interval of {span} is finished ({record_file}); nothing to run")
     return Resume(
         last + 1,
         f"restarted: resuming at interval {last + 1} of {span}: {record_file} holds {first}-{last} finished",
     )
+
+
+def last_recorded(record_file: Path, first: int, end: int | None, back: int | None = None) -> int | None:
+    """The latest interval of `[first, end)` recorded in the last block of `record_file` that holds any (read
+    `back` bytes at a time from its end; None: `BACK_BYTES`), None when no line of the file does (module: why,
+    and when that is the whole file's latest). Its lines are the whole file's, split as iterating the file splits
+    them (at b"\\n", kept), so a torn line, one that is no record and one of another interval are passed over
+    alike. `OSError` (`FileNotFoundError` too) is the caller's."""
+    back = BACK_BYTES if back is None else back
+    with record_file.open("rb") as f:
+        at = f.seek(0, os.SEEK_END)
+        rest = b""  # from `at` to the lines read already: a line's part an earlier block cut
+        while at > 0:
+            start = max(0, at - back)
+            f.seek(start)
+            block = f.read(at - start) + rest
+            if len(block) != at - start + len(rest):  # shrunk while read: no part of a line taken for a line
+                raise OSError(f"{record_file} shrank while it was read")
+            at = start
+            cut = 0  # the block's bytes up to its first line end: a line that began before it (or may have)
+            if start > 0:
+                cut = block.find(b"\n") + 1 or len(block)
+            rest, whole = block[:cut], block[cut:]
+            if not whole:
+                continue
+            pieces = whole.split(b"\n")
+            lines = [piece + b"\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+            found = [t for t in recorded_intervals(lines) if first <= t and (end is None or t < end)]
+            if found:
+                return max(found)
+    return None
 
 
 # a txid's (height, index) on the DSO chain (the replica's store), None: not there
