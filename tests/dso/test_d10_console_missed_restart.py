@@ -27,6 +27,7 @@ from peergrid_dso.services.container import build_dso_services
 
 
 def said(span: str) -> str:
+    """The missed run's alarm; `span` names it with its day and clock time (C7: the loop gives 15 minutes)."""
     return f"{span}: missed, {DOWN}: not checked, no contract, no switching"
 
 
@@ -97,14 +98,23 @@ def test_the_intervals_missed_before_a_restart_are_shown_again(tmp_path: Path) -
         torn='{"interval": 19, "missed": "the DSO no',  # a writer killed mid-line
     )  # fmt: skip
     state, loop = restarted(tmp_path, market, records)
-    assert missed_alarms(state) == [said("intervals 13-14"), said("interval 18")]  # before: none
+    assert missed_alarms(state) == [
+        said("intervals 13-14 (day 0, 03:15–03:45)"),
+        said("interval 18 (day 0, 04:30–04:45)"),
+    ]  # before: none
     assert market_missed(state) == {12: None, 13: DOWN, 14: DOWN, 18: DOWN}  # before: {12: None, 14: None}
 
     # the node, running on, records 18 again (read back and heard: the start's race) and then misses 19
     loop.hear(missed_record(18, 1_500.0, 1_600.0))
-    assert missed_alarms(state) == [said("intervals 13-14"), said("interval 18")]  # told once
+    assert missed_alarms(state) == [
+        said("intervals 13-14 (day 0, 03:15–03:45)"),
+        said("interval 18 (day 0, 04:30–04:45)"),
+    ]  # told once
     loop.hear(missed_record(19, 1_600.0, 1_700.0))
-    assert missed_alarms(state) == [said("intervals 13-14"), said("intervals 18-19")]
+    assert missed_alarms(state) == [
+        said("intervals 13-14 (day 0, 03:15–03:45)"),
+        said("intervals 18-19 (day 0, 04:30–05:00)"),
+    ]
     assert market_missed(state)[19] == DOWN
 
 
@@ -148,4 +158,4 @@ def test_a_record_the_node_makes_while_the_start_reads_back_waits(tmp_path: Path
         heard.join(0.2)
         assert heard.is_alive()  # held back while the lock is held
     heard.join(5)
-    assert missed_alarms(state) == [said("intervals 13-15")]
+    assert missed_alarms(state) == [said("intervals 13-15 (day 0, 03:15–04:00)")]

@@ -49,10 +49,13 @@ closed ahead of time that nobody has delivered yet, as the page's `newest`), wit
 last, how many, how many missed) to pick another from; a day none of whose intervals is listed raises
 LookupError. The chain's state is asked of that day's intervals only (U7-10: a pilot of three days ran `hours`
 past 24 with no day, and a month in, ~3,000 intervals, the page listed and the report built every one at each
-head).
-Reads only: blocks from the store (any thread), state through `call` (the node's loop). Blocks are scanned once,
-incrementally; the records are read at each new head. `note_missed`, on the node's loop, never waits for a report
-(one waits on that loop, D10).
+head). The days are listed from the chain's state, and the blocks read are those the shown day needs
+(`console.market_chain`): from the head down to its sellers' opening offers, and at each new head the blocks it
+added; a day picked further back reads on down to it, each block once (C7: the first report read every block from
+genesis, minutes a year into a pilot's 2-s blocks). A replica that keeps no state to ask (the scripted tests'
+stand-ins) has every block read, as before.
+Reads only: blocks from the store (any thread), state through `call` (the node's loop); the records are read at
+each new head. `note_missed`, on the node's loop, never waits for a report (one waits on that loop, D10).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from peergrid_dso.console.market_chain import ChainReading, listed, openings
 from peergrid_dso.console.market_days import check_listed, day_fields, day_of, days, of_day
 from peergrid_dso.console.mgmc_records import Records, read_records, unreadable_cost
 
@@ -85,12 +89,11 @@ class LiveMarket:
         self.interval_hours, self.mgmc_records, self.overdue = interval_hours, mgmc_records, overdue
         self._overdue: set[int] = set()  # intervals found overdue (they stay so: the clock is fixed by then)
         self._lock = threading.Lock()
-        self._scanned = 0
-        # interval -> seller's key (hex) -> round -> (price per kWh, kWh)
-        self._positions: dict[int, dict[str, dict[int, tuple[float, float]]]] = {}
+        self._chain = ChainReading()  # what the MGMC blocks read so far say (`console.market_chain`)
         self._records = Records()
-        self._closed: set[int] = set()
-        self._sessions: dict[str, range] = {}  # exchange session -> the intervals its opening prices
+        self._closed: set[int] = set()  # closed by a trade (`_chain.closed`) or a clear (`_forward`)
+        self._offered: set[int] = set()  # intervals the chain's state says a seller offered in
+        self._listed_to: int | None = None  # the newest interval the state was asked of (`listed`)
         self._unread: set[int] = set()  # intervals of a cleared session not yet found closed by it
         self._forward: dict[int, str] = {}  # interval -> the exchange session whose clear closed it
         self._missed: dict[int, str] = {}  # interval -> why the DSO node missed it (`interval_missed`)
@@ -112,27 +115,6 @@ class LiveMarket:
         """A trading key's (hex) name: its enrolled MG's, else the MG whose records name it, else its head."""
         return self.anonyms.get(key) or self._records.keys.get(key) or key[:8]
 
-    def _scan(self, store: Any, head: int) -> None:
-        for height in range(self._scanned + 1, head + 1):
-            for tx in store.block(height).txs:
-                body = tx.body
-                if tx.kind in ("offer", "move") and "price" in body:
-                    t, r = int(body["interval"]), int(body["round"])
-                    rounds = self._positions.setdefault(t, {}).setdefault(tx.sender.hex(), {})
-                    rounds[r] = (body["price"] / 1000, body["quantity"] / 1000)
-                elif tx.kind == "trade":
-                    self._closed.add(int(body["interval"]))
-                elif tx.kind == "exchange.open":
-                    first = int(body["first_interval"])
-                    self._sessions[str(body["session"])] = range(first, first + len(body["prices"]))
-                elif tx.kind == "exchange.clear":  # a clear (or one part of it) closes intervals it traded
-                    self._unread.update(self._sessions.get(str(body["session"]), ()))
-                elif (
-                    tx.kind == "market.reopen"
-                ):  # bargaining again: its trades superseded until a trade closes it
-                    self._closed.discard(int(body["interval"]))
-            self._scanned = height
-
     def report(self, day: int | None = None) -> dict[str, Any]:
         """The view of market day `day` (None: the day the view follows); LookupError where no interval of `day`
         is listed (see the module's contract)."""
@@ -143,19 +125,23 @@ class LiveMarket:
                 missed, version = set(self._missed), self._missed_version
             if self._seen != (head, version):
                 self._seen, self._cache = (head, version), {}
-                self._scan(store, head)
-                if self._unread:
-                    self._forward.update(self.call(self._cleared))
-                    self._unread -= set(self._forward)
-                    self._closed.update(self._forward)
+                self._chain.up(store, head)  # the blocks since the last report (at the first: none)
+                found = self.call(self._listing)
+                if found is None:  # a replica that keeps no state to ask (a scripted stand-in): every block
+                    self._chain.down(store, None)
+                else:
+                    offered, forward, self._listed_to = found
+                    self._offered |= offered
+                    self._forward.update(forward)
                 self._records = read_records(self.mgmc_records)
             if day in self._cache:
                 return self._cache[day]
-            every = sorted(set(self._positions) | set(self._forward) | missed)
+            every = sorted(set(self._chain.rounds) | self._offered | set(self._forward) | missed)
             listed = days(every, self.interval_hours, missed)
             shown = self._following(every) if day is None else day
             check_listed(day, listed)
             intervals = of_day(every, shown, self.interval_hours)
+            self._read_day(store, intervals)
             trades, reopened, overdue = self.call(
                 lambda: (self._trades(intervals), self._reopened_at(intervals), self._now_overdue(intervals))
             )
@@ -174,6 +160,36 @@ class LiveMarket:
             if self._seen == (head, version):  # not a report of an older head than the one cached meanwhile
                 self._cache[day] = doc
         return doc
+
+    def _listing(self) -> tuple[set[int], dict[int, str], int] | None:
+        """On the node's loop: the intervals the chain's state says were offered in or closed by a day-ahead clear
+        (`market_chain.listed`), from a day before the newest asked last time (at the first report: from interval
+        0), and the newest asked now; None where the replica keeps no state."""
+        state = self.replica.app.state
+        if state is None:
+            return None
+        per_day = max(1, round(24 / self.interval_hours))
+        start = 0 if self._listed_to is None else max(0, self._listed_to - per_day)
+        newest = max(self._chain.rounds, default=0)
+        return listed(state, self.anonyms, newest, start, self._offered | set(self._forward))
+
+    def _openings(self, intervals: list[int]) -> set[tuple[int, str]] | None:
+        """On the node's loop: the opening offers the blocks must show for `intervals` (`market_chain.openings`);
+        None where the replica keeps no state (every block is read then)."""
+        state = self.replica.app.state
+        return None if state is None else openings(state, intervals)
+
+    def _read_day(self, store: Any, intervals: list[int]) -> None:
+        """Read the blocks `intervals` need: down to their sellers' opening offers, which every later position,
+        trade and reopening of them follows (`market_chain`); and which of them a day-ahead clear closed."""
+        needed = self.call(functools.partial(self._openings, intervals))
+        self._chain.up(store, int(store.head_height()))  # the state asked may be a block past `head`
+        self._chain.down(store, needed)
+        self._unread |= self._chain.cleared() - set(self._forward)
+        if self._unread:
+            self._forward.update(self.call(self._cleared))
+            self._unread -= set(self._forward)
+        self._closed = self._chain.closed | set(self._forward)
 
     def _following(self, every: list[int]) -> int | None:
         """The day the view follows: the newest listed interval's, passing over those a day-ahead clear closed
@@ -291,7 +307,7 @@ class LiveMarket:
         self, t: int, trades: list[dict[str, Any]], reopened: tuple[int, int] | None
     ) -> dict[str, Any]:
         reopened_at, reopens = reopened or (None, 0)
-        sellers = {self._name(key): by_round for key, by_round in self._positions.get(t, {}).items()}
+        sellers = {self._name(key): by_round for key, by_round in self._chain.rounds.get(t, {}).items()}
         rounds = max((r for by_round in sellers.values() for r in by_round), default=0)
         prices: list[dict[str, Any]] = []
         last_two: list[dict[str, float]] = []

@@ -9,6 +9,10 @@ many the DSO node missed): what the console lists to pick a day from, so no page
 chain's intervals at once (a month of 15-minute intervals is ~3,000; U7-10: the view ran on past 24 hours, no day).
 Never raises on an interval number; `interval_hours` must be positive (the loop's settings hold it so).
 `check_listed` is the one refusal of a day none of whose intervals is listed (LookupError, `not_listed`'s words).
+`named(first, last, interval_hours)` names an interval or a run of them as the console's alarms do, with its day
+and clock time as the views say it ('interval 37 (day 0, 09:15–09:30)', 'intervals 95-97 (day 0, 23:45 – day
+1, 00:30)'; C7: 'interval 37' alone on a pilot 200 days in said not which day); without a length, the number
+alone. The clock is the market's: 00:00 is interval 0's start (the market's epoch), not midnight.
 """
 
 from __future__ import annotations
@@ -78,3 +82,22 @@ def not_listed(day: int, listed: list[dict[str, Any]]) -> str:
     first, last = listed[0]["day"], listed[-1]["day"]
     held = f"day {first} is" if first == last else f"days {first}-{last} are ({len(listed)} with any)"
     return f"no interval of market day {day} is listed ({held})"
+
+
+def clock(hours: float) -> str:
+    """Hours from a day's start as the page's clock shows them: 9.25 -> '09:15' (a day's end: '24:00')."""
+    minutes = round(hours * 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def named(first: int, last: int | None = None, interval_hours: float | None = None) -> str:
+    """Interval `first` (to `last`: a run) as an alarm names it, with its market day and clock time where the
+    interval length is known, e.g. 'intervals 13-14 (day 0, 03:15–03:45)'; else 'intervals 13-14'."""
+    last = first if last is None else last
+    span = f"interval {first}" if last == first else f"intervals {first}-{last}"
+    if interval_hours is None:
+        return span
+    start, end = day_of(first, interval_hours), day_of(last, interval_hours)
+    begins, ends = clock(hours_of_day(first, interval_hours)[0]), clock(hours_of_day(last, interval_hours)[1])
+    when = f"day {start}, {begins}–{ends}" if start == end else f"day {start}, {begins} – day {end}, {ends}"
+    return f"{span} ({when})"

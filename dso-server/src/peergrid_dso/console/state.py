@@ -8,7 +8,8 @@ view says "computing" until it is done, and shows the error if the controller is
 With the closed loop's node (`peergrid_dso.live.EmbeddedLoop`) the console is live instead: explorers read the
 node's replicas of both chains, the market view reads the MGMC chain (`console.live_market`), operator
 actions take the relays' lock the loop switches under, and each interval the loop finishes (`on_interval`)
-updates the feeder view (injections, the loop's verdict, alarms; an interval the node missed, over while it
+updates the feeder view (injections, the loop's verdict, alarms naming the interval's market day and clock time,
+`market_days.named`; an interval the node missed, over while it
 was down, as missed with why and an alarm, never as an unchecked `secure: None`; those missed before the
 console's start are read back from the node's record file, its recent end: `read_back_missed`, D10) and is
 announced to SSE clients: the view draws only finished intervals' outcomes, never an iteration's figures
@@ -38,7 +39,7 @@ from peergrid_dso.auth.store import ConsoleDb, console_db_path
 from peergrid_dso.auth.users import UserStore
 from peergrid_dso.console.chains import ChainExplorer
 from peergrid_dso.console.grid import GridView, lab_injections
-from peergrid_dso.console.market_days import check_listed, day_fields
+from peergrid_dso.console.market_days import check_listed, day_fields, named
 from peergrid_dso.console.node_records import NodeRecords
 from peergrid_dso.console.operations import Operations
 from peergrid_dso.console.relay_watch import standing, watch_of, watch_view
@@ -226,7 +227,7 @@ class ConsoleState:
         self.intervals = [*self.intervals[-19:], summary]
         self.ops.interval = t + 1  # operator plans belong to the interval the loop works on next
         if "error" in record:
-            self.grid.alarm(f"interval {t}: the DSO failed ({record['error']})")
+            self.grid.alarm(f"{named(t, None, self.interval_hours)}: the DSO failed ({record['error']})")
         if record.get("missed"):
             self._show_missed(t, str(record["missed"]))
         for text in [
@@ -236,7 +237,7 @@ class ConsoleState:
             plan.get("error"),
         ]:
             if text:
-                self.grid.alarm(f"interval {t}: {text}")
+                self.grid.alarm(f"{named(t, None, self.interval_hours)}: {text}")
         self.grid.set_interval(summary)
 
     def _alarm_missed(self, t: int, why: str) -> None:
@@ -246,8 +247,9 @@ class ConsoleState:
         if run is not None and run[0] <= t <= run[1] and run[2] == why:
             return  # read back at start and heard too (`read_back_missed`): its run's alarm says it already
         first = run[0] if run is not None and run[1] == t - 1 and run[2] == why else t
-        span = f"interval {t}" if first == t else f"intervals {first}-{t}"
-        text = f"{span}: missed, {why}: not checked, no contract, no switching"
+        text = (
+            f"{named(first, t, self.interval_hours)}: missed, {why}: not checked, no contract, no switching"
+        )
         self.grid.alarm(text, replacing=run[3] if run is not None and first != t else None)
         self._missed_run = (first, t, why, text)
 

@@ -220,6 +220,9 @@ export const short = (hex, n = 12) => (hex ? `${hex.slice(0, n)}…` : "—");
 // An interval's market day and its hours in that day ("day 1, 09:00–09:15": console/market_days.py's `day` and
 // `hours_of_day`), or null where the server gives none (the lab console without a loop, an older server).
 const hhmm = (h) => { const m = Math.round(h * 60); return `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`; };
+// What the times beside a market day are (README: 'its clock is the market's'): shown where the page says a day
+// and a time, as a tooltip and on the Market view as one line (C7: read as midnight-based wall-clock hours).
+export const MARKET_CLOCK = "market clock: day 0 starts at interval 0's start (the market's epoch), and 00:00 is that time of each day, not midnight";
 export function dayTime(iv) {
   const h = iv.hours_of_day;
   return iv.day == null || !h ? null : `day ${iv.day}, ${hhmm(h[0])}–${hhmm(h[1])}`;

@@ -1,5 +1,5 @@
 // Feeder view: the one-line diagram, live over server-sent events; operators switch with a confirmation step.
-import { api, canOperate, dataTable, dayTime, el, svg, toast, fmt, liveFeed } from "./api.js";
+import { api, canOperate, dataTable, dayTime, el, svg, toast, fmt, liveFeed, MARKET_CLOCK } from "./api.js";
 
 const DX = 46, DY = 58, PAD = 30;
 
@@ -137,7 +137,7 @@ export class FeederView {
           el("tr", {}, el("th", {}, "lowest voltage"), el("td", { class: "num", id: "vmin" }, `${fmt(s.vmin_pu, 4)} pu`)),
           el("tr", {}, el("th", {}, "highest loading"), el("td", { class: "num" }, `${fmt(100 * s.max_loading, 0)} %`)),
           el("tr", {}, el("th", {}, "open branches"), el("td", { id: "open-branches" }, s.open_branches.join(", "))),
-          ...(s.interval ? [el("tr", {}, el("th", {}, "closed loop"), el("td", { id: "loop-interval", "data-interval": s.interval.interval },
+          ...(s.interval ? [el("tr", {}, el("th", {}, "closed loop"), el("td", { id: "loop-interval", "data-interval": s.interval.interval, title: dayTime(s.interval) && MARKET_CLOCK },
             loopLine(s.interval), loopDetail(s.interval))),
             // what the diagram, the injections and the power flow's alarms show: an outcome, never an iteration (U3-2)
             el("tr", {}, el("th", {}, "drawn"), el("td", { id: "drawn-from" }, s.interval.drawn == null ? "no interval's outcome yet" :
@@ -146,7 +146,7 @@ export class FeederView {
         dataTable({}, ["MG", "bus", "kW"],
           s.mgs.map((m) => el("tr", {}, el("td", {}, m.mg), el("td", {}, m.bus), el("td", { class: "num" }, fmt(m.p_kw)))))),
       el("div", { class: "card" }, el("h2", {}, `Alarms (${s.alarms.length})`),
-        s.alarms.length ? el("ul", { class: "alarms", id: "alarms" }, s.alarms.map((a) => el("li", {}, a)))
+        s.alarms.length ? el("ul", { class: "alarms", id: "alarms", title: s.interval && dayTime(s.interval) && MARKET_CLOCK }, s.alarms.map((a) => el("li", {}, a)))
                         : el("p", { id: "alarms" }, el("small", {}, "none"))));
   }
 

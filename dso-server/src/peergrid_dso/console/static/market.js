@@ -2,7 +2,7 @@
 // One market day at a time (console/market_days.py): the server lists the days (`days`) and sends one day's
 // intervals; the page asks for another by `?day=` when the operator picks it. A month in a pilot has ~3,000
 // intervals: neither the picker nor a fetch holds them all (U7-10: the view ran on past 24 hours, no day).
-import { api, dataTable, dayTime, el, svg, fmt, liveFeed } from "./api.js";
+import { api, dataTable, dayTime, el, svg, fmt, liveFeed, MARKET_CLOCK } from "./api.js";
 
 const COLOURS = ["#1f5fa8", "#d98200", "#1b7f3b", "#8e3fa8", "#b3261e", "#2a9d8f", "#6b4f00"];
 
@@ -156,7 +156,7 @@ export class MarketView {
       m.intervals.map((i) => el("option", { value: i.interval, selected: i.interval === this.selected },
         `interval ${i.interval} (${when(i)}): ${i.trades.length} trade(s), ${i.forward ? "day-ahead" : `${i.rounds} round(s)`}${i.missed ? ", missed by the DSO" : ""}`)));
     const days = m.days ?? [];  // an older server's report has none: no day picker, every interval as before
-    const dayPicker = days.length ? el("select", { id: "day", onchange: (e) => this.pickDay(Number(e.target.value)) },
+    const dayPicker = days.length ? el("select", { id: "day", title: MARKET_CLOCK, onchange: (e) => this.pickDay(Number(e.target.value)) },
       days.map((d) => el("option", { value: d.day, selected: d.day === m.day }, dayLabel(d)))) : "";
     const whenShown = dayTime(iv);
     const mgs = Object.keys(iv.cost_p2p).sort();
@@ -164,7 +164,9 @@ export class MarketView {
     const tp = totals("cost_p2p"), tc = totals("cost_conventional");
     this.root.replaceChildren(
       el("h2", {}, "Market"), el("p", {}, el("small", {}, m.source)), dayPicker, " ", picker,
-      whenShown ? el("p", { id: "interval-when" }, `interval ${iv.interval}: ${whenShown}`) : "", missedNote(iv),
+      whenShown ? el("p", { id: "interval-when", title: MARKET_CLOCK }, `interval ${iv.interval}: ${whenShown}`) : "",
+      whenShown ? el("p", { id: "market-clock", class: "hint" }, el("small", {}, "Times are the market's clock: 00:00 is interval 0's start, not midnight.")) : "",
+      missedNote(iv),
       el("div", { class: "grid2" },
         el("div", { class: "card" }, el("h2", {}, `Sellers' prices per round (interval ${iv.interval}: ${outcome(iv)})`),
           iv.prices.length ? pricePlot(iv.prices) : el("p", {}, iv.forward ? "no intraday offers: the day-ahead exchange's clear agreed these trades" : "no offers in this interval")),
