@@ -8,7 +8,8 @@ certificates against the authorities of each height). Stores survive simulated c
 from them. Replicas of one simulation may share a `SimMemo`: the parse of a transaction and the inspection and
 decoding of a block are pure functions of their bytes (and of the genesis and `verify`, which the replicas
 share), so each is computed once per simulation instead of once per replica. Signatures use the injected `sign`/`verify` pair: the simulation's cheap stand-in for Ed25519 or
-real Ed25519 (`keys`). Pure; no I/O.
+real Ed25519 (`keys`). Pure; no I/O. The chain's keys, genesis, store and `make_tx` are `sim_chain`'s, re-exported
+here as importers knew them.
 """
 
 from __future__ import annotations
@@ -23,70 +24,12 @@ from ..codec import DecodeError
 from .app import ACCEPTED, Accepted, BlockInfo, BlockRef, Rejected, Signer, VerifyFn
 from .mempool import Mempool, MempoolLimits, TxMeta
 from .messages import Certificate, MessageError, decode_evidence, evidence_ok, verify_certificate
+from .sim_chain import SimGenesis, SimKey, SimKeys, SimStore, make_tx
 
 MAX_BLOCK_BYTES = 1024 * 1024
 MAX_BLOCK_TXS = 200
 PAY, GOV, EVIDENCE = "pay", "gov", "evidence"
 OUT_OF_ORDER = "out-of-order nonce"
-
-
-class SimKeys:
-    """Cheap keyed-hash signatures for the simulation: whoever holds the registry can verify, no one forges
-    a key it was not given (Byzantine nodes only get their own). Real Ed25519 is used by a subset of seeds."""
-
-    def __init__(self) -> None:
-        self._secrets: dict[bytes, bytes] = {}
-
-    def key(self, name: str) -> SimKey:
-        secret = hashlib.sha256(b"sim-secret/" + name.encode()).digest()
-        public = hashlib.sha256(b"sim-public/" + secret).digest()
-        self._secrets[public] = secret
-        return SimKey(public, secret)
-
-    def verify(self, public: bytes, message: bytes, signature: bytes) -> bool:
-        secret = self._secrets.get(public)
-        return secret is not None and signature == _sim_sign(secret, message)
-
-
-def _sim_sign(secret: bytes, message: bytes) -> bytes:
-    return hashlib.sha256(secret + message).digest() * 2
-
-
-@dataclass(frozen=True)
-class SimKey:
-    public: bytes
-    secret: bytes = field(repr=False)
-
-    def sign(self, message: bytes) -> bytes:
-        return _sim_sign(self.secret, message)
-
-
-@dataclass(frozen=True)
-class SimGenesis:
-    chain_id: str
-    validators: tuple[bytes, ...]
-    admin: bytes
-    accounts: tuple[bytes, ...]
-    time_ms: int = 0
-
-    @property
-    def block_hash(self) -> bytes:
-        body = codec.encode([list(self.validators), self.admin, list(self.accounts), self.time_ms])
-        return hashing.digest(hashing.GENESIS, self.chain_id, body)
-
-
-@dataclass
-class SimStore:
-    """What a node keeps on disk: committed blocks and their certificates (survives crashes)."""
-
-    blocks: list[bytes] = field(default_factory=list)
-    certificates: list[Certificate] = field(default_factory=list)
-
-
-def make_tx(chain_id: str, key: Signer, kind: str, nonce: int, body: object) -> bytes:
-    unsigned = [kind, key.public, nonce, body]
-    signature = key.sign(hashing.digest(hashing.TX, chain_id, codec.encode(unsigned)))
-    return codec.encode([*unsigned, signature])
 
 
 @dataclass
@@ -403,3 +346,21 @@ def verify_chain(
 
 
 SignFn = Callable[[bytes], bytes]
+
+__all__ = [  # SimKeys, SimKey, SimGenesis, SimStore and make_tx moved to sim_chain; importers of sim_app still find them
+    "EVIDENCE",
+    "GOV",
+    "MAX_BLOCK_BYTES",
+    "MAX_BLOCK_TXS",
+    "OUT_OF_ORDER",
+    "PAY",
+    "SignFn",
+    "SimApp",
+    "SimGenesis",
+    "SimKey",
+    "SimKeys",
+    "SimMemo",
+    "SimStore",
+    "make_tx",
+    "verify_chain",
+]
