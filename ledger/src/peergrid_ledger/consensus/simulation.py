@@ -7,7 +7,8 @@ chaos phase then a calm phase, and reports violations of: safety (two different 
 on any honest replica), validity (an honest store that does not re-verify from genesis) and liveness (the
 honest replicas fail to grow the chain during the calm phase). The same seed always replays the same run:
 `python -m peergrid_ledger.consensus.simulation --seed N`. Most seeds use a cheap keyed-hash signature
-stand-in; every 25th seed uses real Ed25519.
+stand-in; every 25th seed uses real Ed25519. A seed's scenario is drawn in `sim_scenario` (`Scenario`,
+`scenario_for`, re-exported here as importers knew them); this module runs it and checks it.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from functools import partial
 from .. import codec, keys
 from .actions import Action, Broadcast, Committed, EvidenceFound, Send, SetTimer, Timer
 from .app import Accepted, MemoryWal, Signer, VerifyFn
-from .byzantine import BEHAVIOURS, Byzantine
-from .engine import Engine, EngineConfig
-from .messages import MessageError, WireMessage, decode_wire, max_faulty
+from .byzantine import Byzantine
+from .engine import Engine
+from .messages import MessageError, WireMessage, decode_wire
 from .sigcache import SignatureCache
 from .sim_app import (
     EVIDENCE,
@@ -36,100 +37,11 @@ from .sim_app import (
     SimStore,
     make_tx,
 )
+from .sim_scenario import Scenario, scenario_for
 from .simnet import CONSENSUS, TX, LinkModel, SimNetwork
 from .simulation_checks import verify_chains
 
 CHAIN = "sim-chain"
-
-
-@dataclass
-class Scenario:
-    seed: int
-    authorities: int
-    observers: int
-    byzantine: dict[int, str]
-    chaos_link: LinkModel
-    partitions: list[tuple[int, int, list[list[int]]]]  # (from ms, to ms, groups of node indexes)
-    crashes: list[tuple[int, int, int]]  # (node index, crash at ms, restart at ms)
-    governance: list[tuple[int, str, int]]  # (at ms, "add"|"remove", node index)
-    real_crypto: bool
-    chaos_ms: int
-    calm_ms: int
-    config: EngineConfig
-    min_growth: int = 3
-    stale: set[int] = field(default_factory=set)
-    """Nodes that ignore governance and keep voting with the genesis authority set (a revoked authority
-    that carries on): not honest, so excluded from the invariants; never drawn by `scenario_for`."""
-
-    def describe(self) -> str:
-        return (
-            f"n={self.authorities} observers={self.observers} byzantine={self.byzantine} "
-            f"loss={self.chaos_link.loss} dup={self.chaos_link.duplicate} delay<={self.chaos_link.max_delay_ms}ms "
-            f"partitions={len(self.partitions)} crashes={len(self.crashes)} governance={self.governance} "
-            f"ed25519={self.real_crypto}"
-        )
-
-
-def scenario_for(seed: int, profile: str = "test") -> Scenario:
-    rng = random.Random(seed)
-    n = rng.choice([4, 4, 4, 5, 6, 7])
-    f = max_faulty(n)
-    observers = rng.choice([0, 1, 1])
-    total = n + observers + 1  # the last node is a spare that governance may add
-    chaos_ms = 6_000 if profile == "test" else rng.choice([10_000, 30_000, 60_000])
-    calm_ms = 14_000 if profile == "test" else 30_000
-    byzantine: dict[int, str] = {}
-    for index in rng.sample(range(n), rng.randint(0, f)):
-        byzantine[index] = rng.choice(BEHAVIOURS)
-    honest = [i for i in range(total) if i not in byzantine]
-    link = LinkModel(
-        min_delay_ms=rng.choice([1, 5, 20]),
-        max_delay_ms=rng.choice([20, 60, 200, 600]),
-        loss=rng.choice([0.0, 0.0, 0.02, 0.1, 0.3]),
-        duplicate=rng.choice([0.0, 0.05, 0.2]),
-    )
-    partitions = []
-    if rng.random() < 0.5:
-        start = rng.randrange(0, chaos_ms // 2)
-        cut = rng.sample(range(total), total)
-        split = rng.randint(1, total - 1)
-        partitions.append(
-            (start, rng.randrange(start + 500, chaos_ms), [sorted(cut[:split]), sorted(cut[split:])])
-        )
-    crashes = []
-    if rng.random() < 0.5:
-        for index in rng.sample(honest, rng.randint(1, min(2, len(honest)))):
-            down = rng.randrange(0, chaos_ms - 1000)
-            crashes.append((index, down, rng.randrange(down + 200, chaos_ms)))
-    governance = []
-    if rng.random() < 0.25:
-        if len(byzantine) <= max_faulty(n + 1):
-            governance.append((rng.randrange(500, chaos_ms), "add", total - 1))
-        elif n > 4 and len(byzantine) <= max_faulty(n - 1):
-            victim = rng.choice([i for i in range(n) if i not in byzantine])
-            governance.append((rng.randrange(500, chaos_ms), "remove", victim))
-    config = EngineConfig(
-        block_period_ms=500,
-        round_timeout_ms=1000,
-        max_backoff_exponent=3,
-        max_future_drift_ms=2000,
-        sync_batch=16,
-        heartbeat_ms=0 if seed % 2 else 1500,  # odd seeds: a block every period; even: idle heartbeats
-    )
-    return Scenario(
-        seed,
-        n,
-        observers,
-        byzantine,
-        link,
-        partitions,
-        crashes,
-        governance,
-        seed % 25 == 0,
-        chaos_ms,
-        calm_ms,
-        config,
-    )
 
 
 class _Ed25519Keys:
@@ -396,6 +308,18 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             print(f"  replay: {report.replay(args.profile)}")
     return 1 if failed else 0
+
+
+__all__ = [  # Scenario and scenario_for moved to sim_scenario; importers of simulation still find them
+    "CHAIN",
+    "Report",
+    "Scenario",
+    "SimNode",
+    "Simulation",
+    "main",
+    "run_seed",
+    "scenario_for",
+]
 
 
 if __name__ == "__main__":
