@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from peergrid_controller.model import Scenario
-from peergrid_edge import agent_settlement, day_stages, guard, interval_plan, own_nonce
+from peergrid_edge import agent_settlement, day_stages, guard, interval_offer, interval_plan, own_nonce
 from peergrid_edge.config import MarketSettings, slot_at, slot_start
 from peergrid_edge.resume import (
     has_records,
@@ -75,6 +75,7 @@ async def run_day(agent: MarketAgent) -> None:
     )
     day = calendar.day_for(t)
     log.info("%s", joins_where(calendar, t, look_from, first_start))
+    interval_offer.note_join(agent, t, time.time())  # joined midway: offered in only if its rounds still fit
     enter_day(agent, calendar, day)  # a restart on a later day joins that day
     before = calendar.day_before(day)
     agent_settlement.pick_up(agent, t, before)

@@ -22,7 +22,13 @@ start (`pcc_readings.MgMetering.start_unseen`: the MGMC started or restarted aft
 behind the wall clock after one), the offer's rules allow no quantity either way (`unmetered_rules`), said once
 at WARNING: the DSO settles a side it cannot meter unmetered, a sale at 0 Wh (E7: U6's mg5, back 5 s into
 interval 53, sold 44.5 kWh into it and was paid 0), and an unmetered purchase holds its seller's other
-trades to their deadline.
+trades to their deadline. So a fresh MGMC started within an interval offers nothing in it on such a chain: its
+daemon polls its meter from its own start, after the interval's (E14).
+The interval a (re)started agent joined within its slot (`note_join`, from `agent_day.run_day`) is
+offered in only while the time left holds the rounds a bargaining may take there (`late_rules`: the agent's
+`max_rounds`, at most `config.rounds_that_fit` of a whole interval, counted by `rounds_that_fit` on what is
+left); else it offers nothing, said once at WARNING with the figures (E14: it would bargain past the interval's
+end, and its next interval start late). It still joins, plans, dispatches and injects: the DSO hears from it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from peergrid_controller.rationality import Guarded
 from peergrid_controller.schedule import MgSchedule, Plan
 from peergrid_edge import guard, interval_plan, quality
 from peergrid_edge.chain_bargaining import opening_price
+from peergrid_edge.config import ROUNDS_SHARE, rounds_that_fit
 from peergrid_edge.connection import connected_rules
 from peergrid_edge.forward_chain import forward_plan, forward_session
 
@@ -94,6 +101,7 @@ def prepare(agent: Any, t: int) -> Offer:
     retail = max(m.tariff.retail[i] for m in sc.microgrids)
     # the owner's rules within the DSO's connection capacity here: the chain refuses more (`connection`)
     rules = unmetered_rules(agent, t, connected_rules(mg.rules, chain, agent.anonym.public, t))
+    rules = late_rules(agent, t, rules, forward)  # a (re)start's interval joined midway: the time left
     curve, fallback = guard.interval_curve(agent, t, budget, sched, fixed is not None, premium, rules, mg)
     # what a DSO change left below the state's conventional value, kept if the interval fails (`guard`)
     if fallback is not None:
@@ -141,3 +149,45 @@ def unmetered_rules(agent: Any, t: int, rules: ContractRules) -> ContractRules:
     log.warning("interval %d: offering nothing: this MG's PCC meter did not see the interval's start (%s); "
                 "the DSO would settle its side unmetered", t, unseen)  # fmt: skip
     return dataclasses.replace(rules, max_quantity_kwh=0.0)
+
+
+def note_join(agent: Any, t: int, at: float) -> None:
+    """Where a (re)started agent joins (`agent_day.run_day`): interval t, at wall second `at`; kept for
+    `late_rules` where that is within t's slot (a restart that walks past intervals, P4, is left as it was)."""
+    agent.joined_late = t if agent._start_of(t) < at < agent._start_of(t + 1) else None
+
+
+def late_rules(agent: Any, t: int, rules: ContractRules, forward: str | None) -> ContractRules:
+    """`rules` allowing no quantity where t is the interval its run joined after its slot started (`note_join`)
+    and the time left is too short for its bargaining (`too_late`), said at WARNING; `rules` itself otherwise,
+    for a forward-traded interval (no rounds), or where it offers nothing already (`unmetered_rules`)."""
+    if getattr(agent, "joined_late", None) != t or forward is not None or rules.max_quantity_kwh <= 0:
+        return rules
+    replica = agent.ledger.replicas["mgmc"]
+    bargainings = 1 + replica.app.genesis.params.max_reopens
+    left = agent._start_of(t + 1) - time.time()
+    why = too_late(left, agent.s.interval_s, replica.engine.config.block_period_ms, bargainings,
+                   agent.cfg.max_rounds)  # fmt: skip
+    if why is None:
+        return rules
+    log.warning("interval %d: offering nothing: this MG joined it after its start and %s; it offers from the "
+                "next interval", t, why)  # fmt: skip
+    return dataclasses.replace(rules, max_quantity_kwh=0.0)
+
+
+def too_late(
+    left_s: float, interval_s: float, block_ms: int, bargainings: int, max_rounds: int
+) -> str | None:
+    """Why `left_s` seconds of an interval are too short for its bargaining, or None: they must hold the rounds
+    a bargaining may take there (`max_rounds`, at most those `config.rounds_that_fit` finds in a whole
+    interval of `interval_s`), counted by `rounds_that_fit` on what is left: two blocks of `block_ms` a round,
+    `bargainings` bargainings (the first and the genesis' re-bargainings) in `ROUNDS_SHARE` of it. Pure."""
+    need = min(max_rounds, rounds_that_fit(interval_s, block_ms, bargainings))
+    fit = rounds_that_fit(max(0.0, left_s), block_ms, bargainings)
+    if fit >= need:
+        return None
+    return (
+        f"the {max(0.0, left_s):.1f} s left of its {interval_s:g} s hold {fit} round(s) a bargaining, not the "
+        f"{need} it may take ({bargainings} bargaining(s), two {block_ms}-ms blocks a round, in "
+        f"{ROUNDS_SHARE:.0%} of the time: config.rounds_that_fit)"
+    )

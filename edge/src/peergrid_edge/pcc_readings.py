@@ -258,8 +258,15 @@ class MgMetering:
         self.unprovable: dict[bytes, str] = {}
         # (interval, party) whose counter is no energy (`CounterBroken`, L3): warned once for all its trades
         self.broken: dict[tuple[int, str], str] = {}
-        # counterparties' disputed trades whose readings it posts (`counterparty_disputes`)
-        self.counterparty_followed: set[bytes] = set()
+        # trades whose readings it posts for the DSO (`counterparty_disputes`) -> their interval and follower;
+        # the first interval of the day before the one `forget` last started
+        self.counterparty: dict[bytes, tuple[int, asyncio.Task[bool]]] = {}
+        self.day_before: int | None = None
+
+    @property
+    def counterparty_followed(self) -> set[bytes]:
+        """The trades `counterparty_disputes` follows or followed, as `forget` keeps them."""
+        return set(self.counterparty)
 
     def not_before(self, interval: int) -> float:
         """When a statement for `interval` may go (wall s): its end, and one meter poll after it."""
@@ -343,7 +350,11 @@ class MgMetering:
         intervals before `before` (a new day's first interval; None: every interval, the run's end), and the
         unprovable trades' words, but for the trades the Settler still `held` (their statements may still be
         made, `statement` and `not_stated`). Why (P6): one `confirmed` entry per interval, kept for as long as
-        the process ran; a broken counter or a restarted MGMC added one per interval or trade too."""
+        the process ran; a broken counter or a restarted MGMC added one per interval or trade too.
+        The trades `counterparty_disputes` followed are kept for the new day and the day before (from the call
+        before's `before`; a run's first call keeps all), and while their follower runs: a watcher outlives its
+        day and must not follow one twice; a restart's pick-up follows the day's and the day before's afresh
+        (E14: before, one entry per such trade for as long as the process ran)."""
         held = list(held)
         intervals, trades = {p.interval for p in held}, {p.trade for p in held}
 
@@ -353,6 +364,12 @@ class MgMetering:
         self.confirmed = {t: v for t, v in self.confirmed.items() if needed(t)}
         self.broken = {k: v for k, v in self.broken.items() if needed(k[0])}
         self.unprovable = {k: v for k, v in self.unprovable.items() if k in trades}
+        since, self.day_before = self.day_before, before
+        self.counterparty = {
+            tid: (t, task)
+            for tid, (t, task) in self.counterparty.items()
+            if not task.done() or (before is not None and (since is None or t >= since))
+        }
 
     def disputed(
         self, pending: PendingSettle, every_s: float, until: float, now: Callable[[], float],
@@ -382,12 +399,12 @@ class MgMetering:
             return []
         started = []
         for trade in readings_needed(self.trades(interval), self.me, now_ms, self.priced):
-            if trade in self.counterparty_followed:
+            if trade in self.counterparty:
                 continue
-            self.counterparty_followed.add(trade)
             log.info("interval %d: trade %s waits for the DSO: posting this MG's readings",
                      interval, trade.hex()[:16])  # fmt: skip
             started.append(self.follow(interval, trade, every_s, until, now, sleep))
+            self.counterparty[trade] = interval, started[-1]
         return started
 
     def follow(
