@@ -2,9 +2,10 @@
 
 Promises: `append` writes the signed header, body, certificate, transaction index entries, state changes and
 the new head in ONE `WriteBatch(sync=True)`, so after a crash (even `kill -9`) the store shows the previous
-head or the new one, never a mix. `open` rebuilds the state tree and refuses (`StoreCorrupt`) a store whose
-state does not hash to its head's state root. Assumes one writer process per directory (LevelDB's lock
-enforces it). This is the I/O shell around the pure core; nothing here decides validity.
+head or the new one, never a mix. `load_state` rebuilds the state tree - keys and leaf digests in memory, the
+values read back from here on demand through a bounded cache (`state.StateTree.over_store`) - and refuses
+(`StoreCorrupt`) a store whose state does not hash to its head's state root. Assumes one writer process per
+directory (LevelDB's lock enforces it). This is the I/O shell around the pure core; nothing here decides validity.
 
 Keys: meta/genesis, meta/head, hdr/<h>, body/<h>, cert/<h> (h as 8-byte big-endian), tx/<txid> -> [h, index],
 st/<state key> -> value.
@@ -24,7 +25,7 @@ from .codec import DecodeError, decode, encode
 from .contracts.market_fee import FEE_TICK, MAX_FEE
 from .genesis import MAX_GENESIS_BYTES, Genesis, GenesisError
 from .keyspace import u64
-from .state import StateTree
+from .state import VALUE_CACHE_BYTES, StateTree
 
 _Body = TypeVar("_Body")  # a stored body as one of the block's decoders gives it
 
@@ -211,8 +212,17 @@ class BlockStore:
         for key, value in self._db.iterator(prefix=STATE_PREFIX):
             yield key[len(STATE_PREFIX) :], value
 
-    def load_state(self, check: bool = True) -> StateTree:
-        tree = StateTree(self.genesis.chain, dict(self.state_items()))
+    def state_value(self, key: bytes) -> bytes:
+        """The stored value of state `key`, which a tree over this store holds (`state.CommittedValues`);
+        StoreCorrupt when the store lost it."""
+        value: bytes | None = self._db.get(STATE_PREFIX + key)
+        if value is None:
+            raise StoreCorrupt(f"{self.path}: the state value of {key!r} is missing from the store")
+        return value
+
+    def load_state(self, check: bool = True, cache_bytes: int = VALUE_CACHE_BYTES) -> StateTree:
+        """The committed state at the head: a tree over this store, which must stay open while it is read."""
+        tree = StateTree.over_store(self.genesis.chain, self, cache_bytes=cache_bytes)
         if check:
             height = self.head_height()
             expected = self.genesis.initial_state().root if height == 0 else self.header(height).state_root
