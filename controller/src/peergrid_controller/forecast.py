@@ -7,8 +7,9 @@ deficit, with steps shrinking as 1/sqrt(k), and the later half of the iterates i
 best-response LP jumps from one extreme to the other; the average settles). The discovery runs twice: within
 the DSO's prices, and held one tick inside them (`discovery_band`); where the held run's average sits on its
 band's edge the forecast is that edge moved half a tick out, the upper one a tenth of a tick less
-(`settled_edge`), elsewhere the first run's average. Only quantities at posted prices are revealed — the same
-as bids and offers — never DER data. The result is a forecast: intra-day bargaining still decides every
+(`settled_edge`) except where the DSO's price falls later in the day and never rises above it (`leans`),
+elsewhere the first run's average. Only quantities at posted prices are revealed — the same as bids and
+offers — never DER data. The result is a forecast: intra-day bargaining still decides every
 trade. Deterministic. Never reads clocks or I/O.
 """
 
@@ -39,7 +40,7 @@ def discovery_band(feed_in: float, retail: float) -> tuple[float, float]:
     return min(feed_in + PRICE_TICK, middle), max(retail - PRICE_TICK, middle)
 
 
-def settled_edge(held: float, band: tuple[float, float]) -> float | None:
+def settled_edge(held: float, band: tuple[float, float], lean: bool = True) -> float | None:
     """The forecast where the held discovery's average `held` sits on an edge of its `band`: the edge moved
     half a tick out, so that a plan's values of a later trade (the forecast less a half tick for a sale, plus
     a half tick for a purchase, `MgSchedule`) fall on the market's ticks rather than between two of them.
@@ -54,7 +55,8 @@ def settled_edge(held: float, band: tuple[float, float]) -> float | None:
     retail: at retail itself a storage MG that could sell now at retail and buy back from a peer later was
     indifferent between that and keeping its energy, and the plan's LP picked either (M19: ieee33's midday,
     retail 0.22, it kept it: strict 0.939106 -> 0.938082). The later sale, then worth retail less a tick less
-    `PEER_LEAN`, still posts at the tick below retail (`price_tick` rounds to the nearest).
+    `PEER_LEAN`, still posts at the tick below retail (`price_tick` rounds to the nearest). `lean=False`:
+    the upper edge without the lean, M17's (see `leans`).
     None off the edges, and where the band is one price (narrower than two ticks: no edge to settle)."""
     low, high = band
     if high - low < PRICE_TICK / 10:
@@ -62,8 +64,24 @@ def settled_edge(held: float, band: tuple[float, float]) -> float | None:
     if held <= low + 1e-9:
         return round(low - HALF_TICK, 6)
     if held >= high - 1e-9:
-        return round(high + HALF_TICK - PEER_LEAN, 6)
+        return round(high + HALF_TICK - (PEER_LEAN if lean else 0.0), 6)
     return None
+
+
+def leans(retail: Sequence[float], t: int) -> bool:
+    """Whether interval `t`'s settled upper edge leans (`PEER_LEAN`): everywhere except where the DSO's price
+    `retail` falls later in the day and never rises above `t`'s, the day's falling tail (the evening peak
+    before the night). The lean is a tie-break: a store sells now at retail rather than keep energy it can buy
+    back from a peer later. Before a dearer price the store keeps what that price needs anyway, and the lean
+    moves only the rest, sold to short peers now (M19: ieee33's midday, 0.22 before the 0.30 evening). In the
+    falling tail nothing dearer comes, and the lean emptied the stores at the tail's start and left its end
+    to the DSO: on 6 MGs seed 1 mg006 sold its stored energy at 68-78 and bought at 79-83 (M19). There the
+    upper edge stays M17's and the LP's corner picks; that it keeps the energy is measured, not derived (M20,
+    docs/market.md: 6 MGs seeds 1 and 3 gain 0.46 and 0.72 points of share). A flat day has no tail: it
+    leans throughout. (Kept energy is worth retail at most, so no forecast makes keeping it beat selling
+    now at retail: the edge can leave the tie or break it towards selling, nothing more.)"""
+    later = retail[t + 1 :]
+    return not later or min(later) >= retail[t] - 1e-9 or max(later) > retail[t] + 1e-9
 
 
 def _discover(
@@ -112,5 +130,8 @@ def indicative_prices(scenario: Scenario, iterations: int = 24) -> tuple[float, 
     # 20-MG day's mornings, and those lost up to 2.4 points of the central gain (M16): only its edges are kept
     bands = [discovery_band(a, b) for a, b in span]
     held = _discover(scenario, iterations, span, bands)
-    settled = [settled_edge(h, band) for h, band in zip(held, bands, strict=True)]
+    retail = [b for _, b in span]
+    settled = [
+        settled_edge(h, band, leans(retail, t)) for t, (h, band) in enumerate(zip(held, bands, strict=True))
+    ]
     return tuple(f if s is None else s for f, s in zip(free, settled, strict=True))
