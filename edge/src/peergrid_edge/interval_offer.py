@@ -161,7 +161,7 @@ def late_rules(agent: Any, t: int, rules: ContractRules, forward: str | None) ->
     """`rules` allowing no quantity where t is the interval its run joined after its slot started (`note_join`)
     and the time left is too short for its bargaining (`too_late`), said at WARNING; `rules` itself otherwise,
     for a forward-traded interval (no rounds), or where it offers nothing already (`unmetered_rules`)."""
-    if getattr(agent, "joined_late", None) != t or forward is not None or rules.max_quantity_kwh <= 0:
+    if agent.joined_late != t or forward is not None or rules.max_quantity_kwh <= 0:
         return rules
     replica = agent.ledger.replicas["mgmc"]
     bargainings = 1 + replica.app.genesis.params.max_reopens

@@ -259,7 +259,7 @@ class MgMetering:
         # (interval, party) whose counter is no energy (`CounterBroken`, L3): warned once for all its trades
         self.broken: dict[tuple[int, str], str] = {}
         # trades whose readings it posts for the DSO (`counterparty_disputes`) -> their interval and follower;
-        # the first interval of the day before the one `forget` last started
+        # the first interval of the day `forget` last started: its next call keeps the trades from there on
         self.counterparty: dict[bytes, tuple[int, asyncio.Task[bool]]] = {}
         self.day_before: int | None = None
 

@@ -136,6 +136,9 @@ class MarketAgent:
     counted: Microgrid | None = None
     # its days (`agent_day.run_day` sets it): each record line's stamp is its interval's day's; None: the day's
     calendar: Calendar | None = None
+    # the interval its run joined after that interval's slot had started (`interval_offer.note_join`), offered in
+    # only while the time left holds its rounds (`interval_offer.late_rules`); None: joined at a slot's start or not yet
+    joined_late: int | None = None
     # the settlement endings its record file holds (`resume.ending_of`), read at the first one it writes: a
     # restart writes none again (U7's finding 11); None: not read yet
     endings: set[tuple[str, str, bool, str]] | None = None
