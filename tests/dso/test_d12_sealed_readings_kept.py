@@ -16,6 +16,8 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +27,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from peergrid_dso import dispute_readings_file
+from peergrid_dso.dispute_node import DisputeSettler
 from peergrid_dso.dispute_readings_file import KeptReadings, readings_file
 from peergrid_dso.dispute_time import check_settle_wait
 from peergrid_dso.routes.dso import install_dso_api
@@ -53,6 +56,36 @@ def kept_file(tmp_path: Path) -> Path:
 def kept_lines(tmp_path: Path) -> list[dict[str, Any]]:
     path = kept_file(tmp_path)
     return [json.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+@contextmanager
+def served(m: Market, tmp_path: Path) -> Iterator[tuple[FastAPI, DisputeSettler, asyncio.AbstractEventLoop]]:
+    """The disputes API over a settler of `m`'s chain whose loop runs on a thread of its own, as the node's."""
+    settler, adapter, _ = settler_for(m, tmp_path)
+    final_blocks(m, settler)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    adapter.loop = loop  # type: ignore[attr-defined]
+    app = FastAPI()
+    install_dso_api(app)
+    app.state.dso = build_dso_services({"mg1": 18, "mg2": 33})
+    app.state.dso.disputes = settler
+    try:
+        yield app, settler, loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def bodies_of(m: Market, mg: str) -> list[dict[str, Any]]:
+    node = m.nodes[mg].public
+    return [
+        {"node": node.hex(), "interval": bucket, "leaves": [leaf.hex() for leaf in leaves]}
+        for (who, bucket), leaves in sorted(m.sealed.items())
+        if who == node
+    ]
 
 
 def test_a_restarted_dso_settles_with_the_readings_it_took_before_its_restart(tmp_path: Path) -> None:
@@ -87,22 +120,7 @@ def test_what_was_taken_is_on_disk_before_the_answer_and_a_set_it_cannot_keep_is
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     m = withheld()
-    settler, adapter, _ = settler_for(m, tmp_path)
-    final_blocks(m, settler)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    adapter.loop = loop  # type: ignore[attr-defined]
-    app = FastAPI()
-    install_dso_api(app)
-    app.state.dso = build_dso_services({"mg1": 18, "mg2": 33})
-    app.state.dso.disputes = settler
-    node = m.nodes["s"].public
-    bodies = [
-        {"node": node.hex(), "interval": bucket, "leaves": [leaf.hex() for leaf in leaves]}
-        for (who, bucket), leaves in sorted(m.sealed.items())
-        if who == node
-    ]
+    bodies = bodies_of(m, "s")
     synced: list[int] = []
     real_fsync = os.fsync
 
@@ -113,7 +131,7 @@ def test_what_was_taken_is_on_disk_before_the_answer_and_a_set_it_cannot_keep_is
         synced.append(fd)
         real_fsync(fd)
 
-    try:
+    with served(m, tmp_path) as (app, settler, _):
         client = TestClient(app)
         monkeypatch.setattr(os, "fsync", full_disk)
         refused = client.post("/api/dso/disputes/readings", json=bodies[0])
@@ -131,10 +149,6 @@ def test_what_was_taken_is_on_disk_before_the_answer_and_a_set_it_cannot_keep_is
         assert len(synced) >= len(bodies)  # each set synced (and the new file's folder)
         again = client.post("/api/dso/disputes/readings", json=bodies[0])  # an edge's re-post after an outage
         assert again.status_code == 201 and len(kept_lines(tmp_path)) == len(bodies)  # kept once
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 def test_a_torn_last_line_is_skipped_with_one_warning_and_cut_off(

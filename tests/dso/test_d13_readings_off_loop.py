@@ -14,8 +14,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +23,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from peergrid_dso.dispute_node import DisputeSettler
-from peergrid_dso.routes.dso import install_dso_api
-from peergrid_dso.services.container import build_dso_services
 
-from .test_d12_sealed_readings_kept import kept_file, kept_lines, withheld
-from .test_disputes import Market
+from .test_d12_sealed_readings_kept import bodies_of, kept_file, kept_lines, served, withheld
 from .test_disputes_node import final_blocks, hand_over, settler_for
 
 SLOW_FSYNC_S = 0.2
-
-
-@contextmanager
-def served(m: Market, tmp_path: Path) -> Iterator[tuple[FastAPI, DisputeSettler, asyncio.AbstractEventLoop]]:
-    """The disputes API over a settler of `m`'s chain whose loop runs on a thread of its own, as the node's."""
-    settler, adapter, _ = settler_for(m, tmp_path)
-    final_blocks(m, settler)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    adapter.loop = loop  # type: ignore[attr-defined]
-    app = FastAPI()
-    install_dso_api(app)
-    app.state.dso = build_dso_services({"mg1": 18, "mg2": 33})
-    app.state.dso.disputes = settler
-    try:
-        yield app, settler, loop
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
-
-
-def bodies_of(m: Market, mg: str) -> list[dict[str, Any]]:
-    node = m.nodes[mg].public
-    return [
-        {"node": node.hex(), "interval": bucket, "leaves": [leaf.hex() for leaf in leaves]}
-        for (who, bucket), leaves in sorted(m.sealed.items())
-        if who == node
-    ]
 
 
 def post_all(app: FastAPI, bodies: list[dict[str, Any]]) -> list[tuple[int, float]]:
