@@ -57,7 +57,9 @@ NOT_RECORDS = [
     b'{"interval": "7"}\n',
     b'{"nested": {"interval": 9}}\n',
     b"\x00\x00\x00\n",
-    '{"interval": 3, "note": "\u00e9\u2028"}\r'.encode(),  # no line end of iterating's: glued to the next
+    # no line end of iterating's: glued to the next line; an interval no range holds, since glued to b"\n" or
+    # b"\r\n" it is a record, which would break an in-order file's order (RR2: the in-order property failed so)
+    '{"interval": -7, "note": "\u00e9\u2028"}\r'.encode(),
     b"\xff\xfe{\n",
 ]
 
@@ -84,7 +86,7 @@ def record_file(draw: st.DrawFn, ordered: bool) -> tuple[bytes, list[int]]:
         body += record(t, draw(st.integers(0, 120)))
     if draw(st.booleans()):  # torn last line
         whole = record(draw(st.integers(-3, 60)), draw(st.integers(0, 40)))
-        body += whole[: draw(st.integers(1, len(whole) - 1))]
+        body += whole[: draw(st.integers(1, len(whole) - 2))]  # (cut before its "}": at -1 it is a record)
     return body, intervals
 
 

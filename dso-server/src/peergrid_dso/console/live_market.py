@@ -53,7 +53,8 @@ head). The days are listed from the chain's state, and the blocks read are those
 (`console.market_chain`): from the head down to its sellers' opening offers, and at each new head the blocks it
 added; a day picked further back reads on down to it, each block once (C7: the first report read every block from
 genesis, minutes a year into a pilot's 2-s blocks). A replica that keeps no state to ask (the scripted tests'
-stand-ins) has every block read, as before.
+stand-ins), or where no enrolled anonym holds a position (the traders are keys the loop's MGs do not name), has
+every block read, as before.
 Reads only: blocks from the store (any thread), state through `call` (the node's loop); the records are read at
 each new head. `note_missed`, on the node's loop, never waits for a report (one waits on that loop, D10).
 """
@@ -164,7 +165,8 @@ class LiveMarket:
     def _listing(self) -> tuple[set[int], dict[int, str], int] | None:
         """On the node's loop: the intervals the chain's state says were offered in or closed by a day-ahead clear
         (`market_chain.listed`), from a day before the newest asked last time (at the first report: from interval
-        0), and the newest asked now; None where the replica keeps no state."""
+        0), and the newest asked now; None where the replica keeps no state or no enrolled anonym holds a position
+        (every block is read then, as before C7)."""
         state = self.replica.app.state
         if state is None:
             return None

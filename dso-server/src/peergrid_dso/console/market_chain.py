@@ -94,12 +94,18 @@ class ChainReading:
 
 def listed(
     state: StateReader, anonyms: Iterable[str], newest: int, start: int, known: set[int]
-) -> tuple[set[int], dict[int, str], int]:
+) -> tuple[set[int], dict[int, str], int] | None:
     """On the node's loop: of the intervals from `start` to the newest (the highest of `newest` and every
     anonym's `mkt/last`, the last interval it holds a position in), those not in `known` that a seller offered
-    in, and those an exchange clear closed with its session; and that newest interval."""
-    last = [read_obj(state, last_interval_key(bytes.fromhex(key))) for key in anonyms]
-    upto = max([newest, *(int(n) for n in last if n is not None)])
+    in, and those an exchange clear closed with its session; and that newest interval. None where no anonym
+    holds a position: the state cannot say how far the intervals go (the loop's MGs trade under keys it does not
+    name, or none has traded yet), and the caller reads the blocks instead."""
+    last = [
+        int(n) for key in anonyms if (n := read_obj(state, last_interval_key(bytes.fromhex(key)))) is not None
+    ]
+    if not last:
+        return None
+    upto = max([newest, *last])
     offered: set[int] = set()
     forward: dict[int, str] = {}
     for t in range(start, upto + 1):

@@ -339,7 +339,7 @@ def _console(settings: ConsoleSettings, dso: Any, loop: Any, db: ConsoleDb | Non
                 e.label, e.mgmc.hex()[:12],
             )  # fmt: skip
         # The loop's keys beside this queue are not judged here: `serve` judged them before the web server started
-        # (`enrolment_file.check_at_start`, with the DSO chain's word read from its store), stopping on a fault
+        # (`enrolment_file.check_at_start`, with the chains' word read from their stores), stopping on a fault
         # in one line and saying each warning once; this start would only say them again (D9).
     ops = Operations(grid, dso, db=db, plans_kept=settings.plans_kept)
     explorers = {"dso": ChainExplorer("dso", dso.chain, None if live else ops.lock)}
