@@ -147,7 +147,7 @@ class LabRun:
 # The settle-by-both lab's lead to its first interval (--lead-s): shorter than its start can be, so its t0 is
 # set by the DSO node's readiness, as the lab's gates need it (`ClosedLoop.move_t0`: ready + `need_s`, the
 # 16 s `dso_ready.MGMC_START_LOADED_S` the lab gives its MGMCs' start and the postings it waits for; the lab's
-# clock key posts the moved t0's interval clock on chain, `lab_clock`). It was the lab lane's 40 s, from
+# clock key posts the moved t0's interval clock on chain, `lab_clock`). It was the other labs' 40 s, from
 # before the clock could move (T6): then the lab idled until a t0 fixed at its start. H4 measured, ieee33, 3
 # intervals, at load 4 (15:20 UTC) with the 40-s lead: the DSO node ready 5.0 s after its spawn; after the
 # MGMCs' spawn the clock in a block at 4.2 s, the cover prices and capacities final at 5.6 s, every MG

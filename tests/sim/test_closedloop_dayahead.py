@@ -9,7 +9,7 @@ chain's settle after the day pays it, and the balances it moved are as the outco
 whole chain too (each MG's balance change = its settled trades - its charge + its credit). That lab runs
 without an exchange fee: the payer path. The fee path (`--exchange-fee`) is tests/sim/test_lab_fee.py's,
 on a real chain without processes, and tests/sim/test_m3_lab_fee_day.py's, the lab's own day with a fee at the
-same 65-s lead (39 iterations since M3: docs/closed-loop.md)."""
+100-s lead (39 iterations since M3: docs/closed-loop.md)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_a_lab_directory_made_before_the_exchange_keeps_its_genesis(tmp_path: Pa
 def test_the_lab_with_dayahead_trades_its_intervals_forward_end_to_end(dayahead_lab: Any) -> None:
     # real processes (broker, devices, six MGMC daemons, the DSO): the session, the accepts and the clear,
     # then two intervals traded by their forward trades without bargaining, settled, and the run's checks; on
-    # the lab run whose stage also takes the restart test's two kills (tests/conftest.py, a 65-s lead)
+    # the lab run whose stage also takes the restart test's two kills (tests/conftest.py, DAYAHEAD_LAB_LEAD_S)
     workdir, out = dayahead_lab.workdir, dayahead_lab.report
     print(f"\nlab with --dayahead, 2 intervals: {dayahead_lab.cpu_s:.1f} s CPU (the testbed and its processes,"
           " two MGMC restarts included)")  # fmt: skip

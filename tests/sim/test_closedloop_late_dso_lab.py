@@ -3,11 +3,8 @@ stand-in DSO shows the waits and failures without the real stack): t0 moves at t
 lab posts the moved t0's interval clock on chain (T6: `lab_clock`) before the day-ahead session's first
 position, where before T6 it failed with the late line; the session clears and its forward trades settle on the
 moved clock (H4, session 17: a settle-by-both --dayahead lab had never been run). Its run is a fixed argv
-checked once done, so the "system" group's lab lane runs it (`lab_ahead`, tests/conftest.py) beside the
-group's other labs (T11: 67 s of the group's foreground in ci17c); its argv is the testbed's defaults it ran
-with before (6-s intervals, 200-ms blocks, no report). Last in the lane (`lane_last`): first, it ran 65-150 s
-into the group and the 24-interval lab's start-ups came after it, beside the settle-by-both lab's last interval
-and settling, as they never did before; a lab start beside those failed that lab's seller-readings check once."""
+checked once done (the `testbed` mark, fixture `lab_run`, tests/conftest.py); its argv is the testbed's
+defaults it ran with before (6-s intervals, 200-ms blocks, no report)."""
 
 from __future__ import annotations
 
@@ -22,9 +19,9 @@ from peergrid_sim.dso_ready import START_FILE
 
 @pytest.mark.system
 @pytest.mark.xdist_group("system")
-@pytest.mark.lab_ahead(
+@pytest.mark.testbed(
     intervals=1, interval_s=6.0, block_period_ms=200, lead_s=4.0, report=False, timeout_s=300,
-    extra=["--dso-start-delay-s", "1", "--settle-by-both", "--dayahead"], lane_last=True,
+    extra=["--dso-start-delay-s", "1", "--settle-by-both", "--dayahead"],
 )  # fmt: skip
 def test_a_real_settle_by_both_dayahead_lab_whose_dso_starts_late_moves_t0_and_posts_its_clock_first(
     lab_run: Any,  # conftest.LabRun

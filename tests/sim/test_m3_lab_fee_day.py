@@ -8,10 +8,11 @@ MGMC's session completed with the same iterations and closing prices, those of `
 windows (tests/controller/test_m3_fee_drift.py, to the nano), every member accepted its whole position (nothing
 declined) and the forward trades cleared, the uplift session settled on the fee path (each member's fee
 collected exactly on its cleared Wh, the fund at its cap and the rest refunded, nobody owed), and every check
-of the report passes. Its run is a fixed argv checked once done: the "system" group's lab lane runs it
-(`lab_ahead`, tests/conftest.py) with the testbed's block period and interval. The lead is 100 s, not the
-day-ahead lab's 65: the lane starts it beside another lab, and in the suite's run of 04:19 UTC (load 5-8) its
-stage began only 29 s before t0 and the deadline, 12.3 s before t0, closed the session at iteration 26 of 39.
+of the report passes. Its run is a fixed argv checked once done (the `testbed` mark, fixture `lab_run`,
+tests/conftest.py) with the testbed's block period and interval. The lead is 100 s: the system group's lab lane
+started it beside another lab until session 28, and in the suite's run of 04:19 UTC (load 5-8) at the
+day-ahead lab's 65 s its stage began only 29 s before t0 and the deadline, 12.3 s before t0, closed the session
+at iteration 26 of 39; the suite's start (the Ansible converge's set-up, Chromium) loads the cores as much.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ def _records(workdir: Any, mg: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-@pytest.mark.lab_ahead(
+@pytest.mark.testbed(
     intervals=2, interval_s=6.0, block_period_ms=200, lead_s=100.0, timeout_s=280,
     extra=["--dayahead", "--exchange-fee", str(FEE), "--uplift-fund-cap", str(CAP)],
 )  # fmt: skip
 def test_the_labs_day_ahead_with_a_fee_clears_and_pays_the_fee_into_the_fund_within_the_suites_lead(
-    lab_run: Any,  # conftest.LabRun: from the system group's lab lane (tests/conftest.py)
+    lab_run: Any,  # conftest.LabRun
 ) -> None:
     workdir, out, stdout = lab_run.workdir, lab_run.report, lab_run.stdout
     assert "2/2 intervals" in stdout and f"exchange fee: {FEE}" in stdout, stdout[-2000:]

@@ -31,9 +31,8 @@ def report_overruns(out: Path) -> int:
     return int(json.loads((out / "report.json").read_text())["overruns"])
 
 
-@pytest.mark.lab_ahead(intervals=24, interval_s=INTERVAL_S)
+@pytest.mark.testbed(intervals=24, interval_s=INTERVAL_S)
 def test_24_intervals_closed_loop(lab_run: Any, tmp_path: Path) -> None:  # conftest.LabRun
-    # the run comes from the system group's lab lane (tests/conftest.py), which ran it beside other labs
     workdir, out, stdout = lab_run.workdir, lab_run.report, lab_run.stdout
     print(f"\n24 intervals of {INTERVAL_S} s: the testbed ran {lab_run.wall_s:.1f} s")
     assert stdout.count("\ninterval ") >= 24 and "24/24 intervals" in stdout

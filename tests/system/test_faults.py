@@ -38,9 +38,9 @@ SCENARIO = Path(__file__).resolve().parents[2] / "firmware-sim" / "scenarios" / 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
 INTERVALS = 14
 # The first interval at 20 s, or later where the DSO node is ready less than the MGMCs' need (16 s) before it:
-# the testbed moves t0 for a lab without --settle-by-both (ed1f43f), so a DSO node slow beside the system
-# group's lab lane is waited for, not a failure. The lane's 40-s lead (2d395d7, before t0 could move) waited
-# ~14 s for nothing with the node ready 10.5 s in at load 5 (T8).
+# the testbed moves t0 for a lab without --settle-by-both (ed1f43f), so a DSO node slow under the suite's load
+# is waited for, not a failure. A 40-s lead (2d395d7, before t0 could move) waited ~14 s for nothing with the
+# node ready 10.5 s in at load 5 (T8).
 LEAD_S = 20.0
 
 

@@ -23,9 +23,9 @@ pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
 MGS = {f"mg{i}" for i in range(1, 7)}
 
 
-@pytest.mark.lab_ahead(intervals=2, interval_s=5.0, extra=["--dso-vmin", "0.91"])
+@pytest.mark.testbed(intervals=2, interval_s=5.0, extra=["--dso-vmin", "0.91"])
 def test_an_adjustment_contract_reopens_the_interval_and_the_mgmcs_rebargain(
-    lab_run: Any,  # conftest.LabRun: from the system group's lab lane (tests/conftest.py)
+    lab_run: Any,  # conftest.LabRun
 ) -> None:
     workdir, out, stdout = lab_run.workdir, lab_run.report, lab_run.stdout
     assert "2/2 intervals" in stdout and "rebargained x" in stdout, stdout[-2000:]

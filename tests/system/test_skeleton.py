@@ -56,8 +56,8 @@ def test_inverter_reading_reaches_the_dso(tmp_path: Path) -> None:
     reading = None
     port = None
     try:
-        # the DSO server and the edges start beside the system group's lab lane (two labs at once: DSO
-        # start-ups of 21-30 s at load 11-15); the loop ends at the first reading, so a long bound costs nothing
+        # the DSO server and the edges start under the suite's load (DSO start-ups of 21-30 s at load 11-15
+        # beside another lab); the loop ends at the first reading, so a long bound costs nothing
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and bed.poll() is None and reading is None:
             time.sleep(0.5)
