@@ -30,19 +30,22 @@ def fast_hasher() -> PasswordHasher:
     return PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 
-def browser_tests(*, needs_mosquitto: bool = False) -> tuple[Any, list[pytest.MarkDecorator]]:
+def browser_tests(
+    *, needs_mosquitto: bool = False, group: str = "console-browser"
+) -> tuple[Any, list[pytest.MarkDecorator]]:
     """A browser-test module's preamble, called at its top: `expect, pytestmark = browser_tests()`. Skips the whole
     module where playwright is not installed (pytest.importorskip: requirements-dev.txt brings it, and it never
     downloads a browser), and returns its `expect` with the module's marks: each test skipped where Debian's
     chromium (`CHROMIUM`, scripts/system-packages.txt) is missing, or mosquitto where the module needs it, and
-    all in the xdist group 'console-browser' (one worker: one Chromium a module, the `browser` fixture's)."""
+    all in the xdist group `group` (one worker: one Chromium a module, the `browser` fixture's): 'console-browser',
+    or 'system' for a module that runs a lab, so that no two labs run at once (tests/conftest.py)."""
     playwright_api = pytest.importorskip("playwright.sync_api")
     marks = [pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")]
     if needs_mosquitto:
         marks.append(
             pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto is not installed")
         )
-    marks.append(pytest.mark.xdist_group("console-browser"))
+    marks.append(pytest.mark.xdist_group(group))
     return playwright_api.expect, marks
 
 
